@@ -1,0 +1,242 @@
+"""bert2BERT growth of a state dict: width (FPI eqs. 5-13, AKI eqs. 14-16), depth
+(Algorithm 1), the exact variant, and the DirectCopy baseline.
+
+Everything here maps a source state dict to a target state dict with plain torch; fairseq is
+not imported.  The fairseq glue lives in ``fairseq_b2b.growth_hook``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .expand import expand_in, expand_out
+from .layout import FFN, HEAD, IN, OUT, RES, FamilyLayout, Param
+from .mapping import MEAN, copy_counts, exact_stream_mapping, heads_to_neurons, sample_mapping
+
+METHODS = ("fpi", "aki", "direct_copy")
+
+
+class GrowthError(ValueError):
+    """A source/target pair that cannot be grown; the message is one line and names the fix."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """S(L, D) of the paper, plus the FFN width and the number of heads."""
+
+    layers: int
+    embed_dim: int
+    ffn_dim: int
+    heads: int
+
+    @property
+    def head_dim(self) -> float:
+        return self.embed_dim / self.heads
+
+    def __str__(self) -> str:
+        return f"(L={self.layers}, D={self.embed_dim}, FFN={self.ffn_dim}, heads={self.heads})"
+
+
+@dataclass
+class GrowthResult:
+    state_dict: dict
+    maps: dict  # width -> neuron-level mapping used
+    layer_order: list  # target layer i was stacked from width-expanded source layer layer_order[i]
+    layernorm_eps_scale: float = 1.0  # the exact mode scales LayerNorm's eps by this factor
+    notes: list = field(default_factory=list)
+
+
+def check_growable(src: ModelShape, tgt: ModelShape, method: str, exact: bool) -> None:
+    """Raise GrowthError (one line) unless ``src`` can grow into ``tgt`` with ``method``."""
+    if method not in METHODS:
+        raise GrowthError(f"unknown growth method '{method}': choose one of {', '.join(METHODS)}")
+    if exact and method != "fpi":
+        raise GrowthError(f"--growth-exact applies to the fpi method only, not '{method}' (AKI is not function-preserving by design)")
+    for what in ("layers", "embed_dim", "ffn_dim", "heads"):
+        if getattr(tgt, what) < getattr(src, what):
+            raise GrowthError(
+                f"target {what} {getattr(tgt, what)} is smaller than the source's {getattr(src, what)}: "
+                f"growth only enlarges; choose a target arch at least as large as the source {src}"
+            )
+    if src.embed_dim % src.heads or tgt.embed_dim % tgt.heads or src.head_dim != tgt.head_dim:
+        raise GrowthError(
+            f"head size mismatch: source has {src.embed_dim}/{src.heads}={src.head_dim:g} dims per head, "
+            f"target {tgt.embed_dim}/{tgt.heads}={tgt.head_dim:g}; set the target's attention heads to "
+            f"embed_dim/{src.head_dim:g}"
+        )
+
+
+def make_maps(src: ModelShape, tgt: ModelShape, seed: int, exact: bool = False) -> dict:
+    """The mapping functions of one growth, at the neuron level, shared by all layers.
+
+    The residual stream has one mapping for all modules (the constraints of eqs. 10-12:
+    g_out^e = g_in^{qkv} = g_out^o = g_in^1 = g_out^2); heads and FFN neurons each have one.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    res = exact_stream_mapping(src.embed_dim, tgt.embed_dim) if exact else sample_mapping(src.embed_dim, tgt.embed_dim, gen)
+    heads = sample_mapping(src.heads, tgt.heads, gen)
+    ffn = sample_mapping(src.ffn_dim, tgt.ffn_dim, gen)
+    return {RES: res, HEAD: heads_to_neurons(heads, int(src.head_dim)), FFN: ffn, "heads": heads}
+
+
+def stack_layer_order(src_layers: int, tgt_layers: int) -> list:
+    """Algorithm 1: stack T1 floor(Lt/Ls) times, then the top Lt - Ls*floor(Lt/Ls) layers of T1.
+
+    Returns, for every target layer (bottom first), the T1 layer it is a copy of.
+    """
+    k = tgt_layers // src_layers
+    rest = tgt_layers - src_layers * k
+    return [i % src_layers for i in range(src_layers * k)] + list(range(src_layers - rest, src_layers))
+
+
+def widen_tensor(t: torch.Tensor, param: Param, maps: dict, stream_variance_ratio: float = 1.0) -> torch.Tensor:
+    """EXPN of one tensor: in-dimension expansion (eq. 7) on every IN axis, then out-dimension
+    expansion (eq. 8) on every OUT axis; LayerNorm parameters follow the stream (eq. 13)."""
+    out = t
+    for axis, spec in enumerate(param.axes):
+        if spec is not None and spec[1] == IN:
+            out = expand_in(out, axis, maps[spec[0]])
+    for axis, spec in enumerate(param.axes):
+        if spec is not None and spec[1] == OUT:
+            out = expand_out(out, axis, maps[spec[0]], mean_fill=param.norm is None)
+    if param.norm == "weight" and stream_variance_ratio != 1.0:
+        out = out * math.sqrt(stream_variance_ratio)  # exact mode: var of the stream scaled by k*d/D
+    if param.feeds_tied_output:
+        res = maps[RES]
+        counts = copy_counts(res, t.shape[-1])[res.clamp(min=0)]
+        out = out / counts.clamp(min=1).to(out.dtype)
+    return out
+
+
+def _out_width(param: Param):
+    outs = [(axis, spec[0]) for axis, spec in enumerate(param.axes) if spec is not None and spec[1] == OUT]
+    return outs[0] if outs else (None, None)
+
+
+def widen_layer(layout: FamilyLayout, sd: dict, layer: int, upper: int | None, maps: dict, src_sizes: dict,
+                stream_variance_ratio: float = 1.0) -> dict:
+    """Width expansion of one source layer, keyed by parameter name.
+
+    With ``upper`` (AKI, eqs. 14-16) the new out-dimension neurons (index >= the source size)
+    are taken from the equally in-dim-expanded layer ``upper``; the first ones from ``layer``.
+    """
+    widened = {}
+    for param in layout.layer_params:
+        key = layout.layer_key(layer, param.name)
+        if key not in sd:
+            continue
+        t = widen_tensor(sd[key], param, maps, stream_variance_ratio)
+        axis, width = _out_width(param)
+        if upper is not None and axis is not None:
+            d = src_sizes[width]
+            from_upper = widen_tensor(sd[layout.layer_key(upper, param.name)], param, maps, stream_variance_ratio)
+            t.narrow(axis, d, t.shape[axis] - d).copy_(from_upper.narrow(axis, d, t.shape[axis] - d))
+        widened[param.name] = t
+    return widened
+
+
+def _unknown_layer_keys(layout: FamilyLayout, sd: dict) -> list:
+    known = {p.name for p in layout.layer_params}
+    prefix = layout.layer_prefix
+    return [k for k in sd if k.startswith(prefix) and k[len(prefix):].split(".", 1)[1] not in known]
+
+
+def grow_state_dict(
+    source: dict,
+    layout: FamilyLayout,
+    src: ModelShape,
+    tgt: ModelShape,
+    method: str = "aki",
+    exact: bool = False,
+    seed: int = 1,
+    target_init: dict | None = None,
+) -> GrowthResult:
+    """Grow ``source`` (shape ``src``) into a state dict of shape ``tgt``.
+
+    ``method``: ``fpi`` (function-preserving, section 3.3.1), ``aki`` (section 3.3.2; the top
+    layer has no upper layer and uses itself, i.e. FPI) or ``direct_copy`` (the source is
+    copied into the top-left corner of ``target_init`` and its bottom ``Ls`` layers; the rest
+    keeps the target's own initialisation).  Depth follows Algorithm 1 for fpi/aki.
+    ``exact`` (fpi only) keeps the function at any width ratio for pre-LN models: the stream
+    is ``k`` full copies plus entries equal to its mean, LayerNorm gains and eps are rescaled.
+    """
+    check_growable(src, tgt, method, exact)
+    unknown = _unknown_layer_keys(layout, source)
+    if unknown:
+        raise GrowthError(f"source layer parameter '{unknown[0]}' is not part of the {layout.family} layout: the source arch is not supported")
+    if method == "direct_copy":
+        if target_init is None:
+            raise GrowthError("direct_copy needs the target's own initial state dict (target_init)")
+        return _direct_copy(source, layout, src, tgt, target_init)
+
+    maps = make_maps(src, tgt, seed, exact)
+    ratio = (tgt.embed_dim // src.embed_dim) * src.embed_dim / tgt.embed_dim if exact else 1.0
+    src_sizes = {RES: src.embed_dim, HEAD: src.heads * int(src.head_dim), FFN: src.ffn_dim}
+    order = stack_layer_order(src.layers, tgt.layers)
+
+    out = {}
+    for param in layout.globals:
+        if param.name in source and param.name not in layout.tied:
+            out[param.name] = widen_tensor(source[param.name], param, maps, ratio)
+    for alias, original in layout.tied.items():
+        if alias in source and original in out:
+            out[alias] = out[original]
+    widened = {}
+    for i, j in enumerate(order):
+        if j not in widened:
+            upper = (j + 1 if j + 1 < src.layers else j) if method == "aki" else None
+            widened[j] = widen_layer(layout, source, j, upper, maps, src_sizes, ratio)
+        for name, t in widened[j].items():
+            # the first use of a T1 layer keeps its tensors; later copies get their own storage
+            out[layout.layer_key(i, name)] = t if order.index(j) == i else t.clone()
+    described = {p.name for p in layout.globals}
+    for key, value in source.items():
+        if key not in out and key not in described and not layout.is_layer_key(key):
+            out[key] = value  # buffers such as "version": carried over unchanged
+    result = GrowthResult(out, maps, order, layernorm_eps_scale=ratio)
+    if target_init is not None:
+        check_matches_target(out, target_init)
+    return result
+
+
+def _direct_copy(source, layout, src, tgt, target_init) -> GrowthResult:
+    """DirectCopy (Table 1): the source fills the top-left corner of every matching tensor of
+    the target's own initialisation, layer i from source layer i for i < Ls."""
+    out = {k: v.clone() for k, v in target_init.items()}
+    for key, value in source.items():
+        if layout.is_layer_key(key) and int(key[len(layout.layer_prefix):].split(".")[0]) >= tgt.layers:
+            continue
+        if key in layout.tied or key not in out:
+            continue
+        target = out[key]
+        if target.dim() != value.dim():
+            raise GrowthError(f"'{key}' has {value.dim()} dims in the source and {target.dim()} in the target")
+        target[tuple(slice(0, n) for n in value.shape)] = value
+    for alias, original in layout.tied.items():
+        if alias in out and original in out:
+            out[alias] = out[original]
+    check_matches_target(out, target_init)
+    return GrowthResult(out, {}, list(range(src.layers)), notes=["direct_copy: layers >= Ls keep the target's init"])
+
+
+def check_matches_target(grown: dict, target_init: dict) -> None:
+    """The grown state dict must have exactly the target model's keys and shapes."""
+    missing = [k for k in target_init if k not in grown]
+    if missing:
+        raise GrowthError(f"the grown model lacks '{missing[0]}' that the target arch has: source and target archs differ in structure")
+    for key, value in grown.items():
+        if key in target_init and tuple(target_init[key].shape) != tuple(value.shape):
+            raise GrowthError(
+                f"'{key}' grew to {tuple(value.shape)} but the target arch has {tuple(target_init[key].shape)}: "
+                "check that source and target use the same dictionary and max positions"
+            )
+
+
+def infer_shape(state_dict: dict, layout: FamilyLayout, heads: int) -> ModelShape:
+    """ModelShape of a state dict (the head count is not visible in the weights)."""
+    layers = layout.num_layers(state_dict)
+    embed_dim = state_dict[layout.embed_tokens].shape[1]
+    ffn = state_dict[layout.layer_key(0, "fc1.weight")].shape[0] if layers else 4 * embed_dim
+    return ModelShape(layers, embed_dim, ffn, heads)

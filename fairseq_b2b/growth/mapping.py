@@ -1,0 +1,45 @@
+"""Index mapping functions g_in / g_out of bert2BERT (eqs. 5, 6 and 11).
+
+A mapping is a 1-D LongTensor ``g`` of the target size: target index ``j`` reuses source index
+``g[j]``.  The value ``-1`` marks an entry that is not a copy but the *mean* of the source entries
+(used only by the exact mode for the residual stream, see ``exact_stream_mapping``).
+"""
+from __future__ import annotations
+
+import torch
+
+MEAN = -1  # marker: "fill with the mean of the source entries" (exact mode only)
+
+
+def sample_mapping(d_src: int, d_tgt: int, generator: torch.Generator) -> torch.Tensor:
+    """Eqs. 5-6: identity on the first ``d_src`` entries, the new ones sampled uniformly.
+
+    The new indices are drawn uniformly *without replacement, in rounds* (a fresh random
+    permutation of the source indices each round).  Every new index is still uniform over the
+    source, and at an integer ratio every source neuron is copied equally often, which keeps
+    LayerNorm statistics unchanged (so FPI is exact there).
+    """
+    if d_tgt < d_src:
+        raise ValueError(f"cannot map {d_src} source entries onto fewer ({d_tgt}) target entries")
+    extra = d_tgt - d_src
+    rounds = [torch.randperm(d_src, generator=generator) for _ in range(-(-extra // d_src))] if extra else []
+    new = torch.cat(rounds)[:extra] if rounds else torch.empty(0, dtype=torch.long)
+    return torch.cat([torch.arange(d_src), new])
+
+
+def exact_stream_mapping(d_src: int, d_tgt: int) -> torch.Tensor:
+    """Residual-stream mapping of the exact mode: ``k = d_tgt // d_src`` full copies, then
+    ``d_tgt - k * d_src`` entries that hold the mean of the stream (marked ``MEAN``)."""
+    k = d_tgt // d_src
+    return torch.cat([torch.arange(d_src).repeat(k), torch.full((d_tgt - k * d_src,), MEAN)])
+
+
+def copy_counts(mapping: torch.Tensor, d_src: int) -> torch.Tensor:
+    """C_g(i) of eq. 7: how often source index ``i`` appears in ``mapping``."""
+    return torch.bincount(mapping[mapping >= 0], minlength=d_src)
+
+
+def heads_to_neurons(head_mapping: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """Head-wise expansion (eq. 11): a mapping over heads becomes one over their neurons, so
+    that whole heads are copied and the head size stays fixed."""
+    return (head_mapping[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)

@@ -1,0 +1,164 @@
+"""fairseq glue of the growth operators: read a source checkpoint, grow it into a freshly
+built ``b2b_`` model, and decide when not to (a run that resumes from its own checkpoint)."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import torch
+
+from .errors import B2BError
+from .growth import GrowthError, ModelShape, grow_state_dict, infer_shape
+from .growth.layout import detect_family
+
+logger = logging.getLogger("fairseq_b2b.growth")
+
+
+def load_checkpoint(path: str) -> dict:
+    """A fairseq checkpoint as a dict with ``model`` and ``cfg``/``args``; one-line errors."""
+    if not path or not os.path.isfile(path):
+        raise B2BError(f"checkpoint '{path}' does not exist: pass the path of a fairseq checkpoint (.pt)")
+    from fairseq import checkpoint_utils
+
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+    except Exception as e:  # corrupt, truncated or not a torch file
+        raise B2BError(f"checkpoint '{path}' cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}): "
+                       "it is corrupt or not a fairseq checkpoint") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise B2BError(f"checkpoint '{path}' has no 'model' state dict: it is not a fairseq checkpoint")
+    return state
+
+
+def checkpoint_model_args(state: dict):
+    """The model's args of a checkpoint (a Namespace or a DictConfig), or None."""
+    cfg = state.get("cfg")
+    if cfg is not None and cfg.get("model") is not None:
+        return cfg["model"]
+    return state.get("args")
+
+
+def _get(args, name, default=None):
+    if args is None:
+        return default
+    if isinstance(args, dict):
+        return args.get(name, default)
+    return getattr(args, name, default)
+
+
+def model_shape(args, family: str, state_dict: dict | None = None) -> ModelShape:
+    """ModelShape from a model's args (heads are only known there)."""
+    side = "encoder" if family == "bert" else "decoder"
+    if state_dict is not None:
+        from .growth.layout import LAYOUTS
+
+        return infer_shape(state_dict, LAYOUTS[family], int(_get(args, f"{side}_attention_heads")))
+    return ModelShape(
+        int(_get(args, f"{side}_layers")), int(_get(args, f"{side}_embed_dim")),
+        int(_get(args, f"{side}_ffn_embed_dim")), int(_get(args, f"{side}_attention_heads")),
+    )
+
+
+def resume_checkpoint(args) -> str | None:
+    """The checkpoint fairseq-train will restore after building the model, if any (mirrors
+    fairseq.checkpoint_utils.load_checkpoint)."""
+    save_dir = _get(args, "save_dir")
+    restore = _get(args, "restore_file", "checkpoint_last.pt")
+    if save_dir is None or restore is None:
+        return None
+    if restore == "checkpoint_last.pt":
+        last = os.path.join(save_dir, f"checkpoint_last{_get(args, 'checkpoint_suffix', '') or ''}.pt")
+        if os.path.exists(last):
+            return last
+        finetune = _get(args, "finetune_from_model")
+        return finetune if finetune and os.path.exists(finetune) else None
+    return restore if os.path.exists(restore) else None
+
+
+def grow_into(model, target_family: str, target_args, dict_checksum: str | None, path: str, method: str,
+              exact: bool, seed: int, embed_scale: float = 1.0) -> dict:
+    """Grow the checkpoint at ``path`` into ``model`` in place; returns a report dict."""
+    started = time.perf_counter()
+    state = load_checkpoint(path)
+    source_sd = state["model"]
+    try:
+        layout = detect_family(source_sd)
+    except ValueError as e:
+        raise B2BError(f"checkpoint '{path}': {e}") from None
+    if layout.family != target_family:
+        raise B2BError(f"checkpoint '{path}' is a {layout.family.upper()}-family model but the target arch is "
+                       f"{target_family.upper()}-family: grow BERT into b2b_bert_* and GPT into b2b_gpt_*")
+    src_args = checkpoint_model_args(state)
+    src_checksum = _get(src_args, "b2b_dictionary_checksum")
+    target_sd = model.state_dict()
+    vocab_src = source_sd[layout.embed_tokens].shape[0]
+    vocab_tgt = target_sd[layout.embed_tokens].shape[0]
+    if vocab_src != vocab_tgt or (src_checksum and dict_checksum and src_checksum != dict_checksum):
+        raise B2BError(f"dictionary mismatch: '{path}' was trained with a {vocab_src}-symbol dictionary "
+                       f"(checksum {src_checksum}), the target data has {vocab_tgt} (checksum {dict_checksum}); "
+                       "binarize the target data with the source's dict.txt (fairseq-preprocess --srcdict)")
+    if _get(src_args, f"{'decoder' if target_family == 'gpt' else 'encoder'}_attention_heads") is None:
+        raise B2BError(f"checkpoint '{path}' does not record its attention heads: it is not a fairseq checkpoint")
+    src_shape = model_shape(src_args, layout.family, source_sd)
+    tgt_shape = model_shape(target_args, layout.family)
+    source_sd = _adapt_embed_scale(source_sd, layout, src_args, embed_scale)
+    result = grow_state_dict(source_sd, layout, src_shape, tgt_shape, method=method, exact=exact, seed=seed,
+                             target_init=target_sd)
+    model.load_state_dict(result.state_dict, strict=True)
+    if result.layernorm_eps_scale != 1.0:
+        eps = _get(target_args, "layernorm_eps", 1e-5) * result.layernorm_eps_scale
+        from .models.common import set_layernorm_eps
+
+        set_layernorm_eps(model, eps)
+        if not isinstance(target_args, dict):
+            target_args.layernorm_eps = eps
+    report = {
+        "source": path, "source_shape": str(src_shape), "target_shape": str(tgt_shape), "method": method,
+        "exact": exact, "seed": seed, "layer_order": result.layer_order, "layernorm_eps_scale": result.layernorm_eps_scale,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    logger.info(f"grew {src_shape} -> {tgt_shape} with {method}{' (exact)' if exact else ''} from {path} "
+                f"in {report['seconds']:.2f}s; depth order {result.layer_order}")
+    return report
+
+
+def _adapt_embed_scale(source_sd: dict, layout, src_args, target_embed_scale: float) -> dict:
+    """A stock transformer_lm scales token embeddings by sqrt(D); fold the source's scale into
+    its (tied) embedding and compensate on the LayerNorm that feeds the tied output, so that
+    the source function is unchanged before it is grown into a target with another scale."""
+    src_dim = source_sd[layout.embed_tokens].shape[1]
+    src_scale = 1.0 if _get(src_args, "no_scale_embedding", True) else src_dim ** 0.5
+    ratio = src_scale / target_embed_scale
+    if ratio == 1.0:
+        return source_sd
+    sd = dict(source_sd)
+    sd[layout.embed_tokens] = sd[layout.embed_tokens] * ratio
+    for alias, original in layout.tied.items():
+        if original == layout.embed_tokens and alias in sd:
+            sd[alias] = sd[layout.embed_tokens]
+    for p in layout.globals:
+        if p.feeds_tied_output and p.name in sd:
+            sd[p.name] = sd[p.name] / ratio
+    return sd
+
+
+def maybe_grow(model, family: str, args, task) -> None:
+    """The ``--init-from-small`` hook, called when a ``b2b_`` model is built."""
+    path = _get(args, "init_from_small")
+    if not path:
+        return
+    resume = resume_checkpoint(args)
+    if resume is not None:
+        logger.info(f"--init-from-small: {resume} will be restored, growth from {path} skipped")
+        return
+    try:
+        report = grow_into(model, family, args, _get(args, "b2b_dictionary_checksum"), path,
+                           _get(args, "growth_method", "aki"), bool(_get(args, "growth_exact", False)),
+                           int(_get(args, "growth_seed", 1)), model.embed_scale_value())
+    except GrowthError as e:
+        raise SystemExit(f"fairseq-b2b: error: {e}") from None
+    # The checkpoints of this run already hold the grown weights: a later load of them (eval,
+    # fine-tuning) must not grow again, so the saved args say where the weights came from.
+    args.b2b_grown_from = report
+    args.init_from_small = None

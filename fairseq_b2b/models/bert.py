@@ -1,0 +1,77 @@
+"""The BERT family: post-LN encoder, masked LM, tied output embedding (fairseq RoBERTa)."""
+from __future__ import annotations
+
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.roberta import RobertaModel
+from fairseq.models.roberta.model import base_architecture as roberta_base_architecture
+
+from ..growth_hook import maybe_grow
+from .common import SubmodelMixin, add_growth_args, dictionary_checksum, set_layernorm_eps
+
+
+@register_model("b2b_bert")
+class B2BBertModel(SubmodelMixin, RobertaModel):
+    """RoBERTa's encoder with the bert2BERT options (``--init-from-small`` grows on build)."""
+
+    family = "bert"
+
+    @staticmethod
+    def add_args(parser):
+        RobertaModel.add_args(parser)
+        add_growth_args(parser)
+
+    @classmethod
+    def build_model(cls, args, task):
+        bert_architecture(args)
+        args.b2b_dictionary_checksum = dictionary_checksum(task.source_dictionary)
+        model = super().build_model(args, task)
+        set_layernorm_eps(model, args.layernorm_eps)
+        maybe_grow(model, cls.family, args, task)
+        return model
+
+    def layer_stack_owner(self):
+        return self.encoder.sentence_encoder
+
+    def embed_scale_value(self) -> float:
+        return float(self.encoder.sentence_encoder.embed_scale or 1.0)
+
+
+def _shape(args, layers, dim, heads, ffn=None):
+    args.encoder_layers = getattr(args, "encoder_layers", layers)
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", dim)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", heads)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", ffn or 4 * args.encoder_embed_dim)
+    bert_architecture(args)
+
+
+@register_model_architecture("b2b_bert", "b2b_bert")
+def bert_architecture(args):
+    """BERT: post-LN, GELU, learned positions, embedding LayerNorm, tied MLM head."""
+    args.layernorm_eps = getattr(args, "layernorm_eps", 1e-5)
+    args.encoder_normalize_before = getattr(args, "encoder_normalize_before", False)
+    roberta_base_architecture(args)
+
+
+ARCHS = {
+    # name: (layers, embed dim, heads); FFN is 4x the embed dim
+    "b2b_bert_base": (12, 768, 12),
+    "b2b_bert_large": (24, 1024, 16),
+    "b2b_bert_12_512": (12, 512, 8),
+    "b2b_bert_6_512": (6, 512, 8),
+    "b2b_bert_12_384": (12, 384, 6),
+    "b2b_bert_6_768": (6, 768, 12),
+    # tiny shapes for tests and the CPU demo (head size 32 like the small ones)
+    "b2b_bert_tiny": (2, 64, 2),
+    "b2b_bert_tiny_wide": (2, 128, 4),
+    "b2b_bert_tiny_deep": (4, 128, 4),
+    "b2b_bert_mini": (4, 128, 4),
+    "b2b_bert_mini_wide": (4, 256, 8),
+}
+
+
+def _register(name, shape):
+    register_model_architecture("b2b_bert", name)(lambda args: _shape(args, *shape))
+
+
+for _name, _shape_spec in ARCHS.items():
+    _register(_name, _shape_spec)

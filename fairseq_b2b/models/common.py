@@ -1,0 +1,76 @@
+"""Pieces shared by the BERT and GPT families: growth options, LayerNorm eps, sub-models."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+
+import torch
+from torch import nn
+
+from ..growth import METHODS
+
+
+def add_growth_args(parser):
+    """Options of ``--init-from-small`` (grow a trained small model when the model is built)."""
+    group = parser.add_argument_group("bert2BERT growth")
+    group.add_argument("--init-from-small", metavar="PATH", default=None,
+                       help="grow this trained small checkpoint into the new model when training starts fresh")
+    group.add_argument("--growth-method", choices=METHODS, default="aki",
+                       help="width expansion: fpi (function-preserving), aki (advanced knowledge init, the paper's default) "
+                            "or direct_copy (baseline)")
+    group.add_argument("--growth-exact", action="store_true", default=False,
+                       help="fpi only: function-preserving at any width ratio (rescales LayerNorm, see README)")
+    group.add_argument("--growth-seed", type=int, default=1, help="seed of the mapping functions g_in/g_out")
+    group.add_argument("--layernorm-eps", type=float, default=1e-5,
+                       help="epsilon of every LayerNorm (the exact growth mode rescales it)")
+
+
+def set_layernorm_eps(model: nn.Module, eps: float) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.eps = eps
+
+
+def dictionary_checksum(dictionary) -> str:
+    """A short fingerprint of a fairseq dictionary's symbols, kept in the model args so that
+    growth can refuse a source trained with another dictionary."""
+    return hashlib.sha1("\n".join(dictionary.symbols).encode("utf-8")).hexdigest()[:16]
+
+
+class _NoGrad(nn.Module):
+    """Runs a layer without autograd: no activations kept and no backward (stage 1)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, *args, **kwargs):
+        with torch.no_grad():
+            return self.layer(*args, **kwargs)
+
+
+class SubmodelMixin:
+    """Sub-models of Algorithm 2: the bottom ``depth`` layers and the shared LM head.
+
+    Subclasses say where their layer stack lives: ``layer_stack_owner()`` returns the
+    module whose ``layers`` ModuleList holds the Transformer layers.
+    """
+
+    @property
+    def depth(self) -> int:
+        return len(self.layer_stack_owner().layers)
+
+    @contextlib.contextmanager
+    def submodel(self, depth: int, trainable_from: int):
+        """Within the block the model is its bottom ``depth`` layers; the layers below
+        ``trainable_from`` run without autograd (Algorithm 2, lines 5-7)."""
+        owner = self.layer_stack_owner()
+        full = owner.layers
+        if not 0 <= trainable_from <= depth <= len(full):
+            raise ValueError(f"sub-model of depth {depth} training from layer {trainable_from} does not fit {len(full)} layers")
+        active = [_NoGrad(layer) if i < trainable_from else layer for i, layer in enumerate(full[:depth])]
+        owner.layers = nn.ModuleList(active)
+        try:
+            yield self
+        finally:
+            owner.layers = full

@@ -1,0 +1,78 @@
+"""The GPT family: pre-LN decoder, causal LM, tied output embedding (fairseq transformer_lm)."""
+from __future__ import annotations
+
+from fairseq.dataclass.utils import gen_parser_from_dataclass
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig, base_lm_architecture
+
+from ..growth_hook import maybe_grow
+from .common import SubmodelMixin, add_growth_args, dictionary_checksum, set_layernorm_eps
+
+
+@register_model("b2b_gpt")
+class B2BGPTModel(SubmodelMixin, TransformerLanguageModel):
+    """fairseq's transformer_lm as GPT (pre-LN, GELU, learned positions, tied embeddings,
+    unscaled input embeddings) with the bert2BERT options."""
+
+    family = "gpt"
+
+    @staticmethod
+    def add_args(parser):
+        gen_parser_from_dataclass(parser, TransformerLanguageModelConfig())
+        add_growth_args(parser)
+
+    @classmethod
+    def build_model(cls, args, task):
+        gpt_architecture(args)
+        args.b2b_dictionary_checksum = dictionary_checksum(task.source_dictionary)
+        model = super().build_model(args, task)
+        set_layernorm_eps(model, args.layernorm_eps)
+        maybe_grow(model, cls.family, args, task)
+        return model
+
+    def layer_stack_owner(self):
+        return self.decoder
+
+    def embed_scale_value(self) -> float:
+        return float(self.decoder.embed_scale or 1.0)
+
+
+@register_model_architecture("b2b_gpt", "b2b_gpt")
+def gpt_architecture(args):
+    args.layernorm_eps = getattr(args, "layernorm_eps", 1e-5)
+    args.activation_fn = getattr(args, "activation_fn", "gelu")
+    args.decoder_learned_pos = getattr(args, "decoder_learned_pos", True)
+    args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", True)
+    args.no_scale_embedding = getattr(args, "no_scale_embedding", True)
+    args.dropout = getattr(args, "dropout", 0.1)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.1)
+    base_lm_architecture(args)
+
+
+def _shape(args, layers, dim, heads):
+    args.decoder_layers = getattr(args, "decoder_layers", layers)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", dim)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", heads)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", 4 * args.decoder_embed_dim)
+    gpt_architecture(args)
+
+
+ARCHS = {
+    "b2b_gpt_base": (12, 768, 12),
+    "b2b_gpt_12_512": (12, 512, 8),
+    "b2b_gpt_6_512": (6, 512, 8),
+    "b2b_gpt_medium": (24, 1024, 16),
+    "b2b_gpt_tiny": (2, 64, 2),
+    "b2b_gpt_tiny_wide": (2, 128, 4),
+    "b2b_gpt_tiny_deep": (4, 128, 4),
+    "b2b_gpt_mini": (4, 128, 4),
+    "b2b_gpt_mini_wide": (4, 256, 8),
+}
+
+
+def _register(name, shape):
+    register_model_architecture("b2b_gpt", name)(lambda args: _shape(args, *shape))
+
+
+for _name, _shape_spec in ARCHS.items():
+    _register(_name, _shape_spec)

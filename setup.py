@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="fairseq-b2b",
+    version="0.1.0",
+    description="bert2BERT (Chen et al., ACL 2022): grow a trained small BERT/GPT into a large one in fairseq",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["fairseq_b2b", "fairseq_b2b.*"]),
+    # Compatible ranges; the versions we test are pinned in constraints.txt.  Users bring
+    # their own (CUDA) torch build.
+    install_requires=[
+        "torch>=2.1",
+        "numpy<2",
+        "fairseq-fixed>=0.12.3",
+        "sacremoses>=0.0.53",
+        "fastbpe>=0.1.0",
+    ],
+    extras_require={
+        "hf": ["transformers>=4.30", "safetensors>=0.4"],
+        "report": ["matplotlib>=3.5"],
+        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.5"],
+    },
+    entry_points={
+        "console_scripts": [
+            "b2b-grow = fairseq_b2b.cli.grow:main",
+            "b2b-train = fairseq_b2b.cli.train:main",
+            "b2b-user-dir = fairseq_b2b.cli.train:print_user_dir",
+        ],
+    },
+)
