@@ -13,3 +13,4 @@ __version__ = "0.1.0"
 torch.serialization.add_safe_globals([argparse.Namespace])
 
 from . import models  # noqa: E402,F401
+from . import tasks  # noqa: E402,F401

@@ -22,7 +22,7 @@ def expand_in(w: torch.Tensor, axis: int, mapping: torch.Tensor) -> torch.Tensor
     scale = torch.where(valid, 1.0 / counts[index].clamp(min=1), torch.zeros((), dtype=w.dtype))
     shape = [1] * w.dim()
     shape[axis] = -1
-    return w.index_select(axis, index) * scale.view(shape)
+    return w.index_select(axis, index).mul_(scale.view(shape))
 
 
 def expand_out(w: torch.Tensor, axis: int, mapping: torch.Tensor, mean_fill: bool = True) -> torch.Tensor:

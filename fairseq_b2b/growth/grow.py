@@ -95,12 +95,14 @@ def widen_tensor(t: torch.Tensor, param: Param, maps: dict, stream_variance_rati
     """EXPN of one tensor: in-dimension expansion (eq. 7) on every IN axis, then out-dimension
     expansion (eq. 8) on every OUT axis; LayerNorm parameters follow the stream (eq. 13)."""
     out = t
-    for axis, spec in enumerate(param.axes):
-        if spec is not None and spec[1] == IN:
-            out = expand_in(out, axis, maps[spec[0]])
+    # Out- and in-dimension expansions act on different axes and commute; the out-dimension
+    # (a gather of contiguous rows) goes first because it is the cheaper copy.
     for axis, spec in enumerate(param.axes):
         if spec is not None and spec[1] == OUT:
             out = expand_out(out, axis, maps[spec[0]], mean_fill=param.norm is None)
+    for axis, spec in enumerate(param.axes):
+        if spec is not None and spec[1] == IN:
+            out = expand_in(out, axis, maps[spec[0]])
     if param.norm == "weight" and stream_variance_ratio != 1.0:
         out = out * math.sqrt(stream_variance_ratio)  # exact mode: var of the stream scaled by k*d/D
     if param.feeds_tied_output:

@@ -18,7 +18,8 @@ class B2BGPTModel(SubmodelMixin, TransformerLanguageModel):
 
     @staticmethod
     def add_args(parser):
-        gen_parser_from_dataclass(parser, TransformerLanguageModelConfig())
+        # no defaults: the b2b_gpt_* architecture functions fill in what the user did not set
+        gen_parser_from_dataclass(parser, TransformerLanguageModelConfig(), delete_default=True)
         add_growth_args(parser)
 
     @classmethod

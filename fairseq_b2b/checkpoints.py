@@ -1,0 +1,69 @@
+"""Building b2b models the way fairseq-train does, and writing checkpoints fairseq can load."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+
+
+def parse_training_args(argv: list):
+    """fairseq-train's parser on ``argv`` (data dir first), with this plugin loaded."""
+    from fairseq import options
+
+    from .cli.train import with_user_dir
+
+    parser = options.get_training_parser()
+    return options.parse_args_and_arch(parser, input_args=with_user_dir(argv))
+
+
+def build_from_args(args):
+    """(cfg, task, model) for parsed fairseq-train args; ``--init-from-small`` grows here."""
+    from fairseq import tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    return cfg, task, model
+
+
+def save_checkpoint(path: str, cfg, model, extra: dict | None = None) -> None:
+    """A fairseq checkpoint without optimizer state (loads with --restore-file,
+    --finetune-from-model, fairseq's hub interface and fairseq-eval-lm).  Written to a
+    temporary file and renamed, so a failure never leaves a half-written checkpoint."""
+    from omegaconf import OmegaConf
+
+    state = {
+        "args": None,
+        "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) if OmegaConf.is_config(cfg) else cfg,
+        "model": model.state_dict(),
+        # fairseq reads the last entry (criterion, optimizer, lr-scheduler state, updates)
+        "optimizer_history": [{"criterion_name": None, "optimizer_name": None,
+                               "lr_scheduler_state": {"best": None}, "num_updates": 0}],
+        "task_state": {},
+        "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},
+        "last_optimizer_state": None,
+        **(extra or {}),
+    }
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_model(path: str, data: str | None = None):
+    """(model, task, cfg) of a fairseq checkpoint, in eval mode on CPU."""
+    from fairseq import checkpoint_utils
+
+    import fairseq_b2b  # noqa: F401  (registers the archs before the checkpoint is read)
+
+    overrides = {"data": data} if data else None
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
+    return models[0].eval(), task, cfg

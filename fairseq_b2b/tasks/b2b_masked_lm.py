@@ -1,0 +1,49 @@
+"""``--task b2b_masked_lm``: fairseq's ``masked_lm`` with two-stage pre-training (Algorithm 2).
+
+The criterion defaults to ``masked_lm`` (fairseq's default ``cross_entropy`` divides the loss by
+all tokens instead of the masked ones and reports ~15% of it); an explicit
+``--criterion cross_entropy`` is refused. See :mod:`fairseq_b2b.tasks.two_stage`.
+"""
+from dataclasses import dataclass
+
+from fairseq.tasks import register_task
+from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
+
+from .two_stage import TwoStageConfig, TwoStageMixin, fail
+
+
+@dataclass
+class B2BMaskedLMConfig(MaskedLMConfig, TwoStageConfig):
+    pass
+
+
+@register_task("b2b_masked_lm", dataclass=B2BMaskedLMConfig)
+class B2BMaskedLMTask(TwoStageMixin, MaskedLMTask):
+    """Masked LM (BERT) with stage-1 sub-model training for ``--submodel-epochs`` epochs."""
+
+    scores_masked_positions = True
+
+    def __init__(self, cfg: B2BMaskedLMConfig, dictionary=None):
+        super().__init__(cfg, dictionary)
+        self.init_two_stage(cfg)
+
+    @classmethod
+    def add_args(cls, parser):
+        super().add_args(parser)
+        parser.set_defaults(criterion="masked_lm")
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        cls.check_two_stage_config(cfg, bool(kwargs.get("from_checkpoint", False)))
+        return super().setup_task(cfg, **kwargs)
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        self.setup_two_stage(model)
+        return model
+
+    def build_criterion(self, cfg, from_checkpoint=False):
+        if getattr(cfg, "_name", None) == "cross_entropy":
+            fail("--task b2b_masked_lm needs --criterion masked_lm (cross_entropy divides the loss by all tokens "
+                 "instead of the masked ones): drop --criterion or pass --criterion masked_lm")
+        return super().build_criterion(cfg, from_checkpoint)

@@ -1,0 +1,52 @@
+"""Shared fixtures: a binarized real corpus, small trained source models, fairseq runners."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+BIN = os.path.join(os.path.dirname(sys.executable))
+
+
+def run_cli(name, *args, check=True, cwd=None, timeout=600):
+    """Run one of the installed console commands (b2b-train, fairseq-train, ...) in a subprocess."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.run([os.path.join(BIN, name), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+TINY = ["--tokens-per-sample", "64", "--batch-size", "8", "--optimizer", "adam", "--lr", "1e-3",
+        "--dropout", "0", "--attention-dropout", "0", "--cpu", "--no-epoch-checkpoints", "--log-format", "json",
+        "--log-interval", "1", "--seed", "1"]
+
+
+@pytest.fixture(scope="session")
+def data_bin():
+    """A fairseq data-bin of real English text (interim: a development corpus)."""
+    path = os.environ.get("B2B_TEST_DATA_BIN", "/tmp/dev/bin")
+    if not os.path.exists(os.path.join(path, "dict.txt")):
+        pytest.skip("no test data-bin")
+    return path
+
+
+def _train_small(tmp_path_factory, data_bin, task, arch, name, updates=30):
+    save = tmp_path_factory.mktemp(name)
+    run_cli("b2b-train", data_bin, "--task", task, *(["--criterion", "masked_lm"] if task == "masked_lm" else []),
+            "--arch", arch, "--max-update", updates, "--save-dir", save, *TINY)
+    return os.path.join(save, "checkpoint_last.pt")
+
+
+@pytest.fixture(scope="session")
+def small_bert(tmp_path_factory, data_bin):
+    """A b2b_bert_tiny (2 layers, 64 dims, 2 heads) trained for a few updates on the corpus."""
+    return _train_small(tmp_path_factory, data_bin, "masked_lm", "b2b_bert_tiny", "small_bert")
+
+
+@pytest.fixture(scope="session")
+def small_gpt(tmp_path_factory, data_bin):
+    """A b2b_gpt_tiny (2 layers, 64 dims, 2 heads) trained for a few updates on the corpus."""
+    return _train_small(tmp_path_factory, data_bin, "language_modeling", "b2b_gpt_tiny", "small_gpt")
