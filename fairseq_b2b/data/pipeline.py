@@ -241,6 +241,7 @@ def check_dictionary(path: Path) -> None:
 def run_corpus(train: List[Path], heldout: Dict[str, Path], output: Path, opts: Options) -> Dict[str, Path]:
     """All steps for one corpus (the caller holds the lock on ``output``)."""
     runner = StepRunner(output)
+    runner.clean_temporaries()
     work = output / "work"
     files = {"train": list(train), **{s: [p] for s, p in heldout.items()}}
 

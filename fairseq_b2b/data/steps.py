@@ -77,6 +77,12 @@ class StepRunner:
         self.root = Path(root)
         self.stamps = self.root / STAMP_DIR
 
+    def clean_temporaries(self) -> None:
+        """Remove ``*.tmp`` left by a killed run (call while holding the lock)."""
+        for pattern in ("*.tmp", "*/*.tmp"):
+            for path in self.root.glob(pattern):
+                remove(path)
+
     def stamp_path(self, name: str) -> Path:
         return self.stamps / f"{name}.json"
 

@@ -169,5 +169,7 @@ def prepare_wikibooks(wiki: List[Path], books: List[Path], output: Path, heldout
         log("wikibooks: documents " + ", ".join(f"{s} {n:,}" for s, n in counts.items()))
 
     with locked(output):
-        StepRunner(output).run("wikibooks", output / "text", key, build)
+        runner = StepRunner(output)
+        runner.clean_temporaries()
+        runner.run("wikibooks", output / "text", key, build)
     return {s: output / "text" / f"{s}.txt" for s in SPLITS}

@@ -22,6 +22,7 @@ fairseq's (dict.txt is copied next to them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import inspect
 import json
@@ -47,14 +48,16 @@ def _get(args, name, default=None):
 
 # ----------------------------------------------------------------------------- inputs
 
-def resolve_dict(ckpt: str, args_state: dict, dict_path: str | None) -> str:
+def resolve_dict(ckpt: str, state: dict, dict_path: str | None) -> str:
     if dict_path:
         if not os.path.isfile(dict_path):
             raise B2BError(f"--dict '{dict_path}' does not exist")
         return dict_path
     candidates = [os.path.join(os.path.dirname(os.path.abspath(ckpt)), "dict.txt")]
-    task_cfg = (args_state.get("cfg") or {}).get("task") if isinstance(args_state.get("cfg"), dict) or hasattr(args_state.get("cfg"), "get") else None
-    data = task_cfg.get("data") if task_cfg is not None else None
+    try:
+        data = state["cfg"]["task"]["data"]
+    except (KeyError, TypeError, AttributeError):
+        data = None
     if data:
         candidates += [os.path.join(str(d), "dict.txt") for d in str(data).split(os.pathsep)[:1]]
     for path in candidates:
@@ -271,6 +274,20 @@ def _write_tokenizer(out: str, family: str, mapping: VocabMapping, meta: dict, m
 
 # ----------------------------------------------------------------------------- the command
 
+@contextlib.contextmanager
+def _no_progress_bars(tr):
+    """transformers draws a progress bar for a one-file save; keep the command's output to its report."""
+    hf_logging = getattr(getattr(tr, "utils", None), "logging", None)
+    enabled = getattr(hf_logging, "is_progress_bar_enabled", lambda: False)()
+    if enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _sha(t: torch.Tensor) -> str:
     return hashlib.sha1(t.detach().float().contiguous().numpy().tobytes()).hexdigest()[:16]
 
@@ -358,7 +375,8 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
     with staging_dir(parent, ".b2b-export-hf-") as tmp:
         out = os.path.join(tmp, "out")
         kwargs = {"safe_serialization": True} if "safe_serialization" in inspect.signature(model.save_pretrained).parameters else {}
-        model.save_pretrained(out, **kwargs)
+        with _no_progress_bars(tr):
+            model.save_pretrained(out, **kwargs)
         if fairseq_mode:
             shutil.copyfile(dpath, os.path.join(out, "dict.txt"))
             tok_files = ["dict.txt"]

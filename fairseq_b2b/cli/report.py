@@ -1,0 +1,161 @@
+"""``b2b-report DIR | LOG...``: the paper's comparison from fairseq's json logs.
+
+For an experiment directory (written by ``b2b-experiment``) it reads ``experiment.json``;
+otherwise each LOG is one run named after its folder, and ``--scratch`` names the baseline.
+Prints Markdown tables and writes ``results.json`` and PNG plots (loss vs FLOPs, attention).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .. import report as rep
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="b2b-report", description=__doc__.split("\n\n")[0])
+    p.add_argument("paths", nargs="+", help="an experiment directory, or fairseq json log files")
+    p.add_argument("--scratch", default="scratch", help="name of the from-scratch run (log mode)")
+    p.add_argument("--source-flops", type=float, default=0.0,
+                   help="log mode: training FLOPs of the source model, charged to every non-scratch run")
+    p.add_argument("--output", default=None, help="where results.json and plots go (default: DIR or .)")
+    p.add_argument("--no-plots", action="store_true")
+    return p
+
+
+def _load_group(root: str, group: dict) -> dict:
+    curves = {name: rep.read_curve(os.path.join(root, run, "train.log"), name) for name, run in group["runs"].items()
+              if os.path.exists(os.path.join(root, run, "train.log"))}
+    source_flops = 0.0
+    if group.get("source_run") and os.path.exists(os.path.join(root, group["source_run"], "train.log")):
+        source_flops = rep.read_curve(os.path.join(root, group["source_run"], "train.log")).total_flops
+    charged = {name: source_flops for name in group.get("charged_source", []) if name in curves}
+    result = rep.savings(curves, group.get("scratch", "scratch"), charged)
+    result["title"] = group.get("title", group.get("family", ""))
+    result["source_training_flops"] = source_flops
+    table1 = {}
+    for name, path in group.get("growth_reports", {}).items():
+        full = os.path.join(root, path)
+        if os.path.exists(full):
+            with open(full) as f:
+                r = json.load(f)
+            table1[name] = {k: r.get(k) for k in ("source_loss", "grown_loss", "max_abs_logit_diff")}
+    if table1:
+        result["table1"] = table1
+    ablation = {}
+    for eb, name in group.get("ablation_eb", {}).items():
+        if name in result["methods"]:
+            ablation[eb] = result["methods"][name]["saving"]
+    if ablation:
+        result["ablation_eb"] = ablation
+    return result, curves
+
+
+def _table1_md(table1: dict) -> str:
+    lines = ["| init | source loss | loss right after growth | max abs logit diff |", "|---|---:|---:|---:|"]
+    for name, r in table1.items():
+        lines.append(f"| {name} | {r['source_loss']:.4f} | {r['grown_loss']:.4f} | {r['max_abs_logit_diff']:.3g} |")
+    return "\n".join(lines)
+
+
+def _ablation_md(ablation: dict) -> str:
+    rows = ["| Eb (sub-model epochs) | saving |", "|---:|---:|"]
+    for eb, saving in sorted(ablation.items(), key=lambda kv: int(kv[0])):
+        rows.append(f"| {eb} | {rep._pct(saving)} |")
+    return "\n".join(rows)
+
+
+def _attention(root: str, group: dict, out_dir: str) -> str | None:
+    spec = group.get("attention")
+    if not spec:
+        return None
+    from ..attention import attention_maps, plot_attention_grid
+    from ..checkpoints import load_model
+
+    data = os.path.join(root, spec["data"])
+    rows, words = {}, None
+    for name, path in spec["models"].items():
+        full = os.path.join(root, path)
+        if not os.path.exists(full):
+            continue
+        model, task, _ = load_model(full, data)
+        tokens = task.source_dictionary.encode_line(spec["sentence"], add_if_not_exist=False, append_eos=True).long()
+        words = [task.source_dictionary[t] for t in tokens]
+        rows[name] = attention_maps(model, tokens)
+    if not rows:
+        return None
+    path = os.path.join(out_dir, f"attention_{group.get('family', 'model')}.png")
+    plot_attention_grid(rows, words, path)
+    return path
+
+
+def report_experiment(root: str, out_dir: str, plots: bool = True) -> dict:
+    with open(os.path.join(root, "experiment.json")) as f:
+        manifest = json.load(f)
+    results = {}
+    for group in manifest["groups"]:
+        key = group.get("family", "model")
+        result, curves = _load_group(root, group)
+        results[key] = result
+        print(f"\n## {result['title']}\n")
+        print(rep.markdown_table(result))
+        if "table1" in result:
+            print("\nLoss right after growth (Table 1), valid split, bits:\n")
+            print(_table1_md(result["table1"]))
+        if "ablation_eb" in result:
+            print("\nTwo-stage ablation (Table 4):\n")
+            print(_ablation_md(result["ablation_eb"]))
+        if plots:
+            png = os.path.join(out_dir, f"loss_vs_flops_{key}.png")
+            rep.plot_curves(curves, png, result["target_loss"], result["title"])
+            result["plot"] = png
+            att = _attention(root, group, out_dir)
+            if att:
+                result["attention_plot"] = att
+    return results
+
+
+def report_logs(paths: list, scratch: str, source_flops: float, out_dir: str, plots: bool = True) -> dict:
+    curves = {}
+    for path in paths:
+        curve = rep.read_curve(path)
+        curves[curve.name] = curve
+    charged = {name: source_flops for name in curves if name != scratch}
+    result = rep.savings(curves, scratch, charged)
+    print(rep.markdown_table(result))
+    if plots:
+        result["plot"] = os.path.join(out_dir, "loss_vs_flops.png")
+        rep.plot_curves(curves, result["plot"], result["target_loss"])
+    return {"runs": result}
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        if len(args.paths) == 1 and os.path.isdir(args.paths[0]):
+            root = args.paths[0]
+            if not os.path.exists(os.path.join(root, "experiment.json")):
+                raise ValueError(f"{root} has no experiment.json: pass an experiment directory or fairseq json log files")
+            out_dir = args.output or root
+            os.makedirs(out_dir, exist_ok=True)
+            results = report_experiment(root, out_dir, not args.no_plots)
+        else:
+            missing = [p for p in args.paths if not os.path.isfile(p)]
+            if missing:
+                raise ValueError(f"log file '{missing[0]}' does not exist")
+            out_dir = args.output or "."
+            os.makedirs(out_dir, exist_ok=True)
+            results = report_logs(args.paths, args.scratch, args.source_flops, out_dir, not args.no_plots)
+    except ValueError as e:
+        sys.exit(f"b2b-report: error: {e}")
+    path = os.path.join(out_dir, "results.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(path + ".tmp", path)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,415 @@
+"""Two-stage pre-training (Algorithm 2): sub-model sampling, restricted updates, resume,
+data-parallel training and bad input, on real text with tiny models."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import fairseq_b2b  # noqa: E402,F401
+from fairseq_b2b.cli.train import with_user_dir  # noqa: E402
+from fairseq_b2b.tasks.two_stage import Submodel, SubmodelSampler, submodels  # noqa: E402
+
+TRAIN = [os.path.join(os.path.dirname(sys.executable), "b2b-train")]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _subset_split(src_prefix, dst_prefix, max_tokens, vocab_size):
+    from fairseq.data import indexed_dataset as ids
+
+    impl = ids.infer_dataset_impl(src_prefix)
+    ds = ids.make_dataset(src_prefix, impl=impl)
+    builder = ids.make_builder(ids.data_file_path(dst_prefix), impl="mmap", vocab_size=vocab_size)
+    total = 0
+    for i in range(len(ds)):
+        item = ds[i]
+        builder.add_item(item)
+        total += len(item)
+        if total >= max_tokens:
+            break
+    builder.finalize(ids.index_file_path(dst_prefix))
+    return total
+
+
+@pytest.fixture(scope="session")
+def small_bin(data_bin, tmp_path_factory):
+    """The first ~2000 train / ~400 valid tokens of the data-bin: a few updates per epoch."""
+    out = tmp_path_factory.mktemp("small_bin")
+    with open(os.path.join(data_bin, "dict.txt"), encoding="utf-8") as f:
+        dict_text = f.read()
+    (out / "dict.txt").write_text(dict_text, encoding="utf-8")
+    vocab = len(dict_text.splitlines()) + 8
+    _subset_split(os.path.join(data_bin, "train"), str(out / "train"), 2000, vocab)
+    valid = "valid" if os.path.exists(os.path.join(data_bin, "valid.idx")) else "train"
+    _subset_split(os.path.join(data_bin, valid), str(out / "valid"), 400, vocab)
+    return str(out)
+
+
+def build_trainer(argv):
+    """(cfg, task, trainer) exactly as fairseq-train builds them."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.trainer import Trainer
+
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, input_args=with_user_dir(argv))
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    trainer = Trainer(cfg, task, model, criterion)
+    task.load_dataset("train")
+    return cfg, task, trainer
+
+
+def run_train(argv, env=None, timeout=300):
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    return subprocess.run(TRAIN + argv, capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def read_trace(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def json_logs(text, tag):
+    out = []
+    for line in text.splitlines():
+        if line.startswith(f"INFO:{tag}:{{"):
+            out.append(json.loads(line.split(":", 2)[2]))
+    return out
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def common(batch_size=8):
+    return ["--optimizer", "adam", "--lr", "1e-3", "--weight-decay", "0.01", "--tokens-per-sample", "32",
+            "--batch-size", str(batch_size), "--required-batch-size-multiple", "1", "--cpu", "--log-format", "json",
+            "--log-interval", "1", "--num-workers", "0"]
+
+
+COMMON = common()
+
+
+# --------------------------------------------------------------------------------------------
+# sub-models and the sampler (Algorithm 2, lines 2 and 5)
+
+
+def test_submodels_divisible_and_not():
+    assert submodels(6, 2) == (Submodel(2, 0), Submodel(4, 2), Submodel(6, 4))
+    assert submodels(4, 4) == (Submodel(4, 0),)
+    # Lt not divisible by lb: the last sub-model is the full Lt, whose top lb layers train
+    assert submodels(5, 2) == (Submodel(2, 0), Submodel(4, 2), Submodel(5, 3))
+    assert submodels(4, 3) == (Submodel(3, 0), Submodel(4, 1))
+    with pytest.raises(ValueError):
+        submodels(4, 5)
+    with pytest.raises(ValueError):
+        submodels(4, 0)
+
+
+def test_sampler_is_a_pure_function_of_seed_and_update():
+    a, b = SubmodelSampler(12, 3, seed=7), SubmodelSampler(12, 3, seed=7)
+    seq = [a.sample(u) for u in range(400)]
+    assert seq == [b.sample(u) for u in range(400)]
+    assert [a.sample(u) for u in range(200, 400)] == seq[200:]  # no hidden state: resume-safe
+    assert seq != [SubmodelSampler(12, 3, seed=8).sample(u) for u in range(400)]
+    counts = {s: seq.count(s) for s in a.submodels}
+    assert set(counts) == set(a.submodels) and min(counts.values()) > 60  # ~uniform over the 4
+
+
+# --------------------------------------------------------------------------------------------
+# restricted stage-1 updates (Algorithm 2, line 7)
+
+
+def _active_names(family, names, sub):
+    prefix = "encoder.sentence_encoder." if family == "bert" else "decoder."
+    active = set()
+    for n in names:
+        if n.startswith(prefix + "layers."):
+            if sub.trainable_from <= int(n[len(prefix + "layers."):].split(".")[0]) < sub.depth:
+                active.add(n)
+        elif n == prefix + "embed_tokens.weight":  # tied: the head's output projection
+            active.add(n)
+        elif family == "bert" and n.startswith("encoder.lm_head."):
+            active.add(n)
+        elif family == "gpt" and (n.startswith("decoder.layer_norm.") or n.startswith("decoder.output_projection.")):
+            active.add(n)
+    return active
+
+
+def _snapshot(trainer):
+    from fairseq.optim.fp16_optimizer import FP16Optimizer
+
+    opt = trainer.optimizer
+    mapping = {}
+    if isinstance(opt, FP16Optimizer):
+        mapping = {id(a): b for a, b in zip(opt.fp16_params, opt.fp32_params)}
+    inner = opt.optimizer
+    params, state = {}, {}
+    for name, p in trainer.get_model().named_parameters():
+        params[name] = p.detach().clone()
+        held = mapping.get(id(p), p)
+        st = {k: (v.detach().clone() if torch.is_tensor(v) else v) for k, v in inner.state.get(held, {}).items()}
+        if mapping:
+            st["fp32_master"] = held.detach().clone()
+        state[name] = st
+    return params, state
+
+
+def _same_state(a, b):
+    return a.keys() == b.keys() and all(
+        torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
+
+
+@pytest.mark.parametrize("family,arch,lb,extra", [
+    ("bert", "b2b_bert_tiny_deep", 1, []),
+    ("bert", "b2b_bert_tiny_deep", 3, ["--memory-efficient-fp16", "--lr", "5e-3"]),
+    ("gpt", "b2b_gpt_mini", 3, ["--fp16", "--lr", "5e-3"]),
+], ids=["bert-fp32-lb1", "bert-memory-efficient-fp16-lb3", "gpt-fp16-lb3"])
+def test_stage1_updates_only_the_active_parameters(small_bin, family, arch, lb, extra):
+    """After every stage-1 update, parameters outside the sampled sub-model's top lb layers and
+    the head are bit-identical, and so is their Adam state (moments, step; fp32 master copy);
+    the updated ones changed. Weight decay is on, so a drifting update would show."""
+    task_name = "b2b_masked_lm" if family == "bert" else "b2b_language_modeling"
+    cfg, task, trainer = build_trainer([small_bin, "--task", task_name, "--arch", arch, "--submodel-epochs", "1",
+                                        "--submodel-layers", str(lb), "--max-epoch", "2", "--seed", "3"] + COMMON
+                                       + extra)
+    if "--fp16" in extra:  # forced per-parameter master copies, logged
+        assert cfg.common.fp16_no_flatten_grads and not trainer.optimizer.has_flat_params
+    itr = trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=True)
+    trainer.begin_epoch(1)
+    names = [n for n, _ in trainer.get_model().named_parameters()]
+    seen, updates = set(), 0
+    for u, batch in zip(range(8), itr):
+        sub = task.submodel_for(trainer.get_num_updates())
+        assert sub is not None and sub == task._sampler.sample(trainer.get_num_updates())
+        before_p, before_s = _snapshot(trainer)
+        n0 = trainer.get_num_updates()
+        trainer.train_step([batch])
+        if trainer.get_num_updates() == n0:  # fp16 overflow: skipped update, nothing may move
+            after_p, after_s = _snapshot(trainer)
+            assert all(torch.equal(before_p[n], after_p[n]) for n in names)
+            continue
+        updates += 1
+        seen.add(sub)
+        after_p, after_s = _snapshot(trainer)
+        active = _active_names(family, names, sub)
+        assert len(active) < len(names)
+        for n in names:
+            if n in active:
+                assert not _same_state(before_s[n], after_s[n]), f"{n} was not stepped at update {n0} ({sub})"
+                # the key bias has an exactly-zero gradient (softmax is shift-invariant): it may stay
+                if not n.endswith("k_proj.bias"):
+                    assert not torch.equal(before_p[n], after_p[n]), f"{n} did not change at update {n0} ({sub})"
+            else:
+                assert torch.equal(before_p[n], after_p[n]), f"{n} changed at update {n0} ({sub})"
+                assert _same_state(before_s[n], after_s[n]), f"optimizer state of {n} changed at update {n0} ({sub})"
+    assert updates >= 6 and len(seen) >= 2
+    # Positional embeddings never move in stage 1 and never acquire Adam state.
+    pos = next(n for n in names if "embed_positions" in n)
+    assert not any(k for k in _snapshot(trainer)[1][pos] if k != "fp32_master")
+
+
+def test_stage1_runs_lower_layers_without_autograd(small_bin):
+    cfg, task, trainer = build_trainer([small_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_deep",
+                                        "--submodel-epochs", "1", "--submodel-layers", "1", "--max-epoch", "2"]
+                                       + COMMON)
+    batch = next(iter(trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=False)))
+    batch = trainer._prepare_sample(batch)[0]
+    trainer.begin_epoch(1)
+    model = trainer.get_model()
+    layers = model.encoder.sentence_encoder.layers
+    u = next(u for u in range(100) if task.submodel_for(u).depth == 3)
+    trainer.zero_grad()
+    task.train_step(batch, trainer.model, trainer.criterion, trainer.optimizer, u)
+    assert all(p.grad is None for i in (0, 1, 3) for p in layers[i].parameters())  # no backward there
+    assert all(p.grad is not None for p in layers[2].parameters())
+    assert model.encoder.sentence_encoder.embed_positions.weight.grad is None
+    assert model.encoder.lm_head.weight.grad is not None  # tied embedding, through the head only
+    assert len(layers) == 4 and type(layers[0]).__name__ != "_NoGrad"  # restored after the update
+    # stage 2: the parent task's step, every parameter gets a gradient
+    task.begin_epoch(2, model)
+    assert task.submodel_for(u) is None
+    trainer.zero_grad()
+    task.train_step(batch, trainer.model, trainer.criterion, trainer.optimizer, u)
+    assert all(p.grad is not None for p in model.parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# resume
+
+
+def _events_with_tag(logdir, tag):
+    """Values of ``tag`` in the tensorboard event files under ``logdir`` (TFRecord framing)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    values = []
+    for root, _, files in os.walk(logdir):
+        for fn in files:
+            if "tfevents" not in fn:
+                continue
+            with open(os.path.join(root, fn), "rb") as f:
+                data = f.read()
+            pos = 0
+            while pos + 12 <= len(data):
+                (length,) = struct.unpack("<Q", data[pos:pos + 8])
+                event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+                pos += 12 + length + 4
+                for v in event.summary.value:
+                    if v.tag == tag:
+                        values.append((event.step, v.simple_value))
+    return values
+
+
+def test_resume_in_stage1_equals_uninterrupted_run(small_bin, tmp_path):
+    base = [small_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_deep", "--submodel-epochs", "2",
+            "--submodel-layers", "1", "--max-epoch", "3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4",
+            "--seed", "5", "--no-epoch-checkpoints"] + COMMON
+    full = run_train(base + ["--save-dir", str(tmp_path / "a"), "--submodel-trace", str(tmp_path / "a.trace"),
+                             "--tensorboard-logdir", str(tmp_path / "tb")])
+    assert full.returncode == 0, full.stderr[-3000:]
+    trace_a = read_trace(tmp_path / "a.trace")
+    per_epoch = sum(1 for r in trace_a if r["epoch"] == 1)
+    stop = per_epoch + per_epoch // 2  # mid-epoch 2, still stage 1
+    assert trace_a[stop]["stage"] == 1 and trace_a[-1]["stage"] == 2
+    first = run_train(base + ["--save-dir", str(tmp_path / "b"), "--submodel-trace", str(tmp_path / "b.trace"),
+                              "--max-update", str(stop)])
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_train(base + ["--save-dir", str(tmp_path / "b"), "--submodel-trace", str(tmp_path / "b.trace")])
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed train_flops" in second.stderr
+    trace_b = read_trace(tmp_path / "b.trace")
+    key = lambda r: (r["num_updates"], r["depth"], r["trainable_from"], r["loss"], r["update_flops"], r["train_flops"])  # noqa: E731
+    assert [key(r) for r in trace_b] == [key(r) for r in trace_a]  # same sub-models, same exact losses
+    # the cumulative FLOPs in fairseq's json log survive the resume
+    last_a = json_logs(full.stderr, "train_inner")[-1]
+    last_b = json_logs(second.stderr, "train_inner")[-1]
+    assert last_a["num_updates"] == last_b["num_updates"]
+    assert last_a["train_flops"] == last_b["train_flops"] == float(trace_a[-1]["train_flops"])
+    sd_a = torch.load(tmp_path / "a" / "checkpoint_last.pt", weights_only=False)
+    sd_b = torch.load(tmp_path / "b" / "checkpoint_last.pt", weights_only=False)
+    assert all(torch.equal(sd_a["model"][k], sd_b["model"][k]) for k in sd_a["model"])
+    assert sd_b["extra_state"]["B2BMaskedLMTask"]["train_flops"] == trace_a[-1]["train_flops"]
+    # tensorboard carries the cumulative value too
+    tb = dict(_events_with_tag(str(tmp_path / "tb"), "train_flops"))
+    assert tb and tb[max(tb)] == pytest.approx(trace_a[-1]["train_flops"], rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# data-parallel training (2 processes, gloo)
+
+_CPU_DDP_SHIM = textwrap.dedent("""
+    # Test-only: fairseq's pytorch_ddp passes device_ids, which DDP rejects for CPU modules.
+    import torch
+    import fairseq.models.distributed_fairseq_model as dfm
+
+    class CPUDistributedDataParallel(torch.nn.parallel.DistributedDataParallel):
+        def __init__(self, module, device_ids=None, output_device=None, **kwargs):
+            super().__init__(module, **kwargs)
+
+    dfm.DistributedDataParallel = CPUDistributedDataParallel
+    from fairseq_b2b.cli.train import main
+    main()
+""")
+
+
+def _run_two_ranks(argv, tmp_path, backend, trace):
+    port = free_port()
+    shim = tmp_path / "cpu_ddp_train.py"
+    shim.write_text(_CPU_DDP_SHIM)
+    cmd = [sys.executable, str(shim)] if backend == "pytorch_ddp" else TRAIN
+    procs = []
+    for rank in range(2):
+        args = argv + ["--distributed-world-size", "2", "--distributed-rank", str(rank), "--distributed-no-spawn",
+                       "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-backend", "gloo",
+                       "--ddp-backend", backend, "--device-id", "0", "--submodel-trace", trace]
+        procs.append(subprocess.Popen(cmd + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      env=dict(os.environ, OMP_NUM_THREADS="1")))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+    return outs
+
+
+@pytest.mark.parametrize("backend", ["legacy_ddp", "pytorch_ddp"])
+def test_two_process_data_parallel_matches_one_process(small_bin, tmp_path, backend):
+    base = [small_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_deep", "--submodel-epochs", "1",
+            "--submodel-layers", "1", "--max-epoch", "2", "--seed", "2", "--dropout", "0", "--attention-dropout", "0",
+            "--no-save"] + common(batch_size=4)
+    outs = _run_two_ranks(base, tmp_path, backend, str(tmp_path / "dp.trace"))
+    assert "training on 2 devices" in outs[0]
+    ranks = [read_trace(tmp_path / "dp.trace"), read_trace(tmp_path / "dp.trace.rank1")]
+    assert all(r["world_size"] == 2 for t in ranks for r in t)
+    assert [r["rank"] for r in ranks[1]] == [1] * len(ranks[1])
+    # both ranks sampled the same sub-model at every update; stages 1 and 2 both ran
+    seq = [(r["num_updates"], r["depth"], r["trainable_from"]) for r in ranks[0]]
+    assert seq == [(r["num_updates"], r["depth"], r["trainable_from"]) for r in ranks[1]]
+    assert {r["stage"] for r in ranks[0]} == {1, 2} and len({r["depth"] for r in ranks[0] if r["stage"] == 1}) > 1
+    # one process, the same global batch (two micro-batches of 4 per update)
+    one = run_train(base + ["--update-freq", "2", "--submodel-trace", str(tmp_path / "one.trace")])
+    assert one.returncode == 0, one.stderr[-3000:]
+    ref = read_trace(tmp_path / "one.trace")
+    assert [(r["num_updates"], r["depth"], r["trainable_from"]) for r in ref] == seq
+    for a, b in zip(ranks[0][:6], ref[:6]):
+        assert abs(a["loss"] - b["loss"]) < 1e-4, (a, b)
+        assert a["update_flops"] == b["update_flops"]
+    assert ranks[0][-1]["train_flops"] == ref[-1]["train_flops"]
+
+
+# --------------------------------------------------------------------------------------------
+# options and bad input
+
+
+def _cli_error(argv):
+    from fairseq_b2b.cli import train
+
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    return str(e.value.code)
+
+
+@pytest.mark.parametrize("opts,needle", [
+    (["--submodel-layers", "0"], "--submodel-layers 0 must be >= 1"),
+    (["--submodel-layers", "5"], "--submodel-layers 5 exceeds the model's 4 layers"),
+    (["--submodel-epochs", "-1"], "--submodel-epochs -1 is negative"),
+    (["--submodel-epochs", "3", "--max-epoch", "3"], "leaves no full-model epoch with --max-epoch 3"),
+    (["--criterion", "cross_entropy"], "needs --criterion masked_lm"),
+])
+def test_bad_input_is_a_one_line_error(small_bin, tmp_path, opts, needle):
+    argv = [small_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_deep", "--save-dir", str(tmp_path)] \
+        + COMMON + opts
+    message = _cli_error(argv)
+    assert message.startswith("fairseq-b2b: error: ") and needle in message and "\n" not in message
+    assert not os.path.exists(tmp_path / "checkpoint_last.pt")
+
+
+def test_bad_input_cli_prints_one_line(small_bin, tmp_path):
+    r = run_train([small_bin, "--task", "b2b_language_modeling", "--arch", "b2b_gpt_tiny", "--save-dir",
+                   str(tmp_path)] + COMMON)  # default --submodel-layers 3 > 2 layers
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1].startswith("fairseq-b2b: error: --submodel-layers 3 exceeds")
+    assert "Traceback" not in r.stderr
+
+
+def test_masked_lm_criterion_is_the_default(small_bin):
+    cfg, task, trainer = build_trainer([small_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny",
+                                        "--submodel-epochs", "0"] + COMMON)
+    assert type(trainer.get_criterion()).__name__ == "MaskedLmLoss"
+    cfg, task, trainer = build_trainer([small_bin, "--task", "b2b_language_modeling", "--arch", "b2b_gpt_tiny",
+                                        "--submodel-epochs", "0"] + COMMON)
+    assert type(trainer.get_criterion()).__name__ == "CrossEntropyCriterion"
