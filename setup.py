@@ -29,6 +29,7 @@ setup(
             "b2b-train = fairseq_b2b.cli.train:main",
             "b2b-user-dir = fairseq_b2b.cli.train:print_user_dir",
             "b2b-report = fairseq_b2b.cli.report:main",
+            "b2b-experiment = fairseq_b2b.cli.experiment:main",
         ],
     },
 )

