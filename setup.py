@@ -30,6 +30,8 @@ setup(
             "b2b-user-dir = fairseq_b2b.cli.train:print_user_dir",
             "b2b-report = fairseq_b2b.cli.report:main",
             "b2b-experiment = fairseq_b2b.cli.experiment:main",
+            "b2b-import-hf = fairseq_b2b.hf.import_hf:main",
+            "b2b-export-hf = fairseq_b2b.hf.export_hf:main",
         ],
     },
 )

@@ -77,8 +77,11 @@ def resume_checkpoint(args) -> str | None:
 
 
 def grow_into(model, target_family: str, target_args, dict_checksum: str | None, path: str, method: str,
-              exact: bool, seed: int, embed_scale: float = 1.0) -> dict:
-    """Grow the checkpoint at ``path`` into ``model`` in place; returns a report dict."""
+              exact: bool, seed: int, embed_scale: float = 1.0, inherit_eps: bool = False) -> dict:
+    """Grow the checkpoint at ``path`` into ``model`` in place; returns a report dict.
+
+    With ``inherit_eps`` (the user set no ``--layernorm-eps``) the target takes the source's
+    LayerNorm eps (e.g. 1e-12 of an imported HuggingFace BERT)."""
     started = time.perf_counter()
     state = load_checkpoint(path)
     source_sd = state["model"]
@@ -106,8 +109,10 @@ def grow_into(model, target_family: str, target_args, dict_checksum: str | None,
     result = grow_state_dict(source_sd, layout, src_shape, tgt_shape, method=method, exact=exact, seed=seed,
                              target_init=target_sd)
     model.load_state_dict(result.state_dict, strict=True)
-    if result.layernorm_eps_scale != 1.0:
-        eps = _get(target_args, "layernorm_eps", 1e-5) * result.layernorm_eps_scale
+    eps = float(_get(src_args, "layernorm_eps", None) or 1e-5) if inherit_eps else float(
+        _get(target_args, "layernorm_eps", None) or 1e-5)
+    eps *= result.layernorm_eps_scale
+    if eps != _get(target_args, "layernorm_eps", None):
         from .models.common import set_layernorm_eps
 
         set_layernorm_eps(model, eps)
@@ -143,7 +148,7 @@ def _adapt_embed_scale(source_sd: dict, layout, src_args, target_embed_scale: fl
     return sd
 
 
-def maybe_grow(model, family: str, args, task) -> None:
+def maybe_grow(model, family: str, args, task, inherit_eps: bool = False) -> None:
     """The ``--init-from-small`` hook, called when a ``b2b_`` model is built."""
     path = _get(args, "init_from_small")
     if not path:
@@ -151,11 +156,18 @@ def maybe_grow(model, family: str, args, task) -> None:
     resume = resume_checkpoint(args)
     if resume is not None:
         logger.info(f"--init-from-small: {resume} will be restored, growth from {path} skipped")
+        if inherit_eps:  # the grown run's LayerNorm eps came from its source: keep it on resume
+            eps = _get(checkpoint_model_args(load_checkpoint(resume)), "layernorm_eps", None)
+            if eps:
+                from .models.common import set_layernorm_eps
+
+                set_layernorm_eps(model, float(eps))
+                args.layernorm_eps = float(eps)
         return
     try:
         report = grow_into(model, family, args, _get(args, "b2b_dictionary_checksum"), path,
                            _get(args, "growth_method", "aki"), bool(_get(args, "growth_exact", False)),
-                           int(_get(args, "growth_seed", 1)), model.embed_scale_value())
+                           int(_get(args, "growth_seed", 1)), model.embed_scale_value(), inherit_eps)
     except GrowthError as e:
         raise SystemExit(f"fairseq-b2b: error: {e}") from None
     # The checkpoints of this run already hold the grown weights: a later load of them (eval,

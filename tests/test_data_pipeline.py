@@ -19,7 +19,7 @@ from data_fixtures import builtin_text, small_corpus  # noqa: F401  (fixtures)
 from fairseq_b2b.data import DataError, corpus
 from fairseq_b2b.data import bpe as bpe_lib
 from fairseq_b2b.data.pipeline import main
-from fairseq_b2b.data.text import split_sentences
+from fairseq_b2b.data.text import limit_words, split_sentences
 
 MERGES = "300"
 REPO = Path(__file__).resolve().parents[1]
@@ -101,6 +101,16 @@ def test_verse_numbers_and_wrapped_prose():
                                    "I deny not, but that it is of\ngreatest concernment. It is so.\n")
     assert paras == [["Of Mans First Disobedience,", "And the Fruit"],
                      ["I deny not, but that it is of greatest concernment.", "It is so."]]
+
+
+def test_long_sentences_are_cut_at_clause_punctuation():
+    words = [f"w{i}" for i in range(30)]
+    sentence = " ".join(words[:5] + ["x;"] + words[5:14] + ["y,"] + words[14:] + ["z."])
+    pieces = limit_words(sentence, 20)
+    assert [len(p.split()) for p in pieces] == [16, 17] and " ".join(pieces) == sentence
+    assert pieces[0].endswith("y,")  # ';' lies outside the middle half, so the ',' is used
+    assert limit_words("a b c", 20) == ["a b c"]
+    assert [len(p.split()) for p in limit_words(" ".join(["w"] * 50), 20)] == [12, 13, 12, 13]
 
 
 def test_split_sentences_keeps_abbreviations():

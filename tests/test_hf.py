@@ -174,7 +174,7 @@ def test_minilm_import_grow_fpi_export(tr, minilm_dir, minilm_import, tmp_path):
     assert cfg.model.b2b_grown_from["source"] == minilm_import["ckpt"]
     grown_ckpt = str(tmp_path / "run" / "grown.pt")  # no dict.txt there: export finds it via the task's data dir
     os.makedirs(os.path.dirname(grown_ckpt))
-    common.save_checkpoint(grown_ckpt, cfg, model.state_dict())
+    common.save_checkpoint(grown_ckpt, cfg, model)
 
     out = str(tmp_path / "hf_grown")
     res = export_hf(grown_ckpt, out, log=lambda *_: None)
@@ -331,7 +331,7 @@ def test_export_fairseq_native_model(tr, tmp_path, family):
     cfg, task, model = common.build_fairseq(family, str(data), arch)
     _randomise(model)
     ckpt = str(tmp_path / "native.pt")
-    common.save_checkpoint(ckpt, cfg, model.state_dict())
+    common.save_checkpoint(ckpt, cfg, model)
     out = str(tmp_path / "hf")
     lines = []
     res = export_hf(ckpt, out, dict_path=str(data / "dict.txt"), log=lines.append)
@@ -438,6 +438,11 @@ def test_export_errors(tr, tmp_path, monkeypatch):
     assert res["fairseq_mode"] and os.path.isfile(os.path.join(out, "dict.txt"))
     assert any("tokenizer is fairseq's" in line for line in lines)
     assert "not empty" in _fail(export_main, [ckpt, "--output", out])
+    # --tokenizer-from the original HF directory gives the HF vocabulary back
+    out3 = str(tmp_path / "hf3")
+    assert not export_hf(ckpt, out3, tokenizer_from=src, log=lambda *_: None)["fairseq_mode"]
+    with open(os.path.join(src, "vocab.txt")) as f1, open(os.path.join(out3, "vocab.txt")) as f2:
+        assert f1.read() == f2.read()
     monkeypatch.setitem(sys.modules, "transformers", None)
     assert "pip install fairseq-b2b[hf]" in _fail(export_main, [ckpt, "--output", str(tmp_path / "hf2")])
     assert not os.path.exists(tmp_path / "hf2")

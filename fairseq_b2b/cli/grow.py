@@ -107,12 +107,13 @@ def _build_growing(task, args):
     from fairseq.models import ARCH_MODEL_REGISTRY
 
     source, args.init_from_small = args.init_from_small, None
+    inherit_eps = getattr(args, "layernorm_eps", None) is None
     model = ARCH_MODEL_REGISTRY[args.arch].build_model(args, task)
     family = getattr(type(model), "family", None)
     if family is None:
         raise B2BError(f"--arch {args.arch} is not a b2b_ architecture: growth targets are b2b_bert_* or b2b_gpt_*")
     report = grow_into(model, family, args, getattr(args, "b2b_dictionary_checksum", None), source, args.growth_method,
-                       args.growth_exact, args.growth_seed, model.embed_scale_value())
+                       args.growth_exact, args.growth_seed, model.embed_scale_value(), inherit_eps)
     args.b2b_grown_from = report
     return model
 

@@ -74,12 +74,31 @@ def unwrap(block: List[str]) -> List[str]:
     return out
 
 
-def to_sentence_lines(block: List[str]) -> List[str]:
-    """A paragraph as sentence-or-line per line: unwrap prose, then split at sentence ends."""
+def to_sentence_lines(block: List[str], max_words: int = 0) -> List[str]:
+    """A paragraph as sentence-or-line per line: unwrap prose, split at sentence ends, and
+    (if ``max_words``) split longer sentences at clause punctuation."""
     lines: List[str] = []
     for line in unwrap(block):
-        lines.extend(split_sentences(" ".join(line.split())))
+        for sentence in split_sentences(" ".join(line.split())):
+            lines.extend(limit_words(sentence, max_words) if max_words else [sentence])
     return lines
+
+
+def limit_words(sentence: str, max_words: int) -> List[str]:
+    """Split a long sentence in two, recursively, until no piece has more than ``max_words``
+    words: after a ';' or ':' near the middle if any, else a ',', else at the middle."""
+    words = sentence.split()
+    if len(words) <= max_words:
+        return [sentence]
+    middle = len(words) / 2
+    lo, hi = len(words) // 4, len(words) - len(words) // 4
+    cut = len(words) // 2
+    for marks in (";:", ","):
+        ends = [i + 1 for i in range(lo, hi) if words[i][-1] in marks]
+        if ends:
+            cut = min(ends, key=lambda e: (abs(e - middle), e))
+            break
+    return limit_words(" ".join(words[:cut]), max_words) + limit_words(" ".join(words[cut:]), max_words)
 
 
 def write_documents(docs: Iterable[List[str]], out) -> int:

@@ -27,7 +27,6 @@ ids recorded at import).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import importlib.util
@@ -179,8 +178,9 @@ class VocabMapping:
                 "hf_vocab_size": len(self.hf_tokens), "hf_vocab_sha": vocab_sha(self.hf_tokens)}
 
 
-def special_tokens_from_files(src_dir: str, family: str, config: dict) -> dict:
-    """role -> token string, from special_tokens_map.json / tokenizer_config.json / config ids."""
+def special_tokens_from_files(src_dir: str) -> dict:
+    """role -> token string, from tokenizer_config.json and special_tokens_map.json (which wins);
+    ``build_mapping`` falls back to config.json's token ids and the family's usual names."""
     roles = {}
     for name in ("tokenizer_config.json", "special_tokens_map.json"):  # the latter wins
         path = os.path.join(src_dir, name)
@@ -322,61 +322,22 @@ def quiet_fairseq():
 
 
 def _build_fairseq(family: str, data_dir: str, arch_args: list):
-    import fairseq_b2b  # noqa: F401  (registers the b2b_ archs)
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from ..checkpoints import build_from_args, parse_training_args
 
     if family == "bert":
         base = ["--task", "masked_lm", "--criterion", "masked_lm", "--arch", "b2b_bert"]
     else:
         base = ["--task", "language_modeling", "--arch", "b2b_gpt"]
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, input_args=[data_dir] + base + [str(a) for a in arch_args])
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    return cfg, task, model
+    return build_from_args(parse_training_args([data_dir] + base + [str(a) for a in arch_args]))
 
 
-def checkpoint_state(cfg, model_state: dict, extra: dict | None = None) -> dict:
-    """A fairseq checkpoint dict that ``checkpoint_utils.load_checkpoint_to_cpu`` accepts.
+def save_checkpoint(path: str, cfg, model, extra: dict | None = None) -> None:
+    """The project's fairseq checkpoint writer (``fairseq_b2b.checkpoints``): fairseq's upgrade
+    code indexes ``optimizer_history[-1]`` and ``extra_state["train_iterator"]``, so those hold
+    "no optimizer, 0 updates, epoch 1" rather than ``[]`` / ``None``."""
+    from ..checkpoints import save_checkpoint as save
 
-    fairseq's upgrade code indexes ``optimizer_history[-1]`` and ``extra_state["train_iterator"]``,
-    so those cannot be empty/None: they say "no optimizer, 0 updates, epoch 1".
-    """
-    from omegaconf import OmegaConf
-
-    state = {
-        "args": None,
-        "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) if OmegaConf.is_config(cfg) else cfg,
-        "model": model_state,
-        "criterion": None,
-        "optimizer_history": [{"criterion_name": cfg.criterion._name if cfg.get("criterion") else None,
-                               "optimizer_name": None, "lr_scheduler_state": {"best": None}, "num_updates": 0}],
-        "task_state": {},
-        "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0, "shuffle": True}},
-        "last_optimizer_state": None,
-    }
-    if extra:
-        state.update(extra)
-    return state
-
-
-def save_checkpoint(path: str, cfg, model_state: dict, extra: dict | None = None) -> None:
-    torch.save(checkpoint_state(cfg, model_state, extra), path)
-
-
-def set_model_args(cfg, **values) -> None:
-    """Set fields of ``cfg.model`` (a Namespace for the legacy-args b2b_ archs, or a DictConfig)."""
-    model_cfg = cfg.model
-    for k, v in values.items():
-        if isinstance(model_cfg, argparse.Namespace):
-            setattr(model_cfg, k, v)
-        else:
-            from omegaconf import open_dict
-
-            with open_dict(model_cfg):
-                model_cfg[k] = v
+    save(path, cfg, model, extra)
 
 
 # ----------------------------------------------------------------------------- atomic outputs

@@ -33,9 +33,8 @@ import sys
 import torch
 
 from ..errors import B2BError
-from .common import (FAIRSEQ_SPECIALS, FAIRSEQ_TO_HF_ACT, MASK, META_KEY, VocabMapping, build_mapping, cli_errors,
-                     load_dictionary, mapping_from_metadata, one_line, quiet_fairseq, require_transformers,
-                     special_tokens_from_files, staging_dir, vocab_sha)
+from .common import (FAIRSEQ_TO_HF_ACT, MASK, META_KEY, VocabMapping, build_mapping, cli_errors, load_dictionary,
+                     mapping_from_metadata, quiet_fairseq, require_transformers, special_tokens_from_files, staging_dir)
 
 _CONFIG_DROP = ("_name_or_path", "transformers_version", "architectures", "torch_dtype", "dtype", "auto_map")
 
@@ -72,7 +71,7 @@ def _hf_dir_metadata(src: str, family: str) -> dict:
 
     config = read_config(src)
     tokens, _ = read_vocab(src, family)
-    mapping = build_mapping(family, tokens, special_tokens_from_files(src, family, config), config)
+    mapping = build_mapping(family, tokens, special_tokens_from_files(src), config)
     return {"family": family, "hf_config": config, **mapping.metadata(), "tokenizer_files": _tokenizer_files(src, family),
             "source": os.path.abspath(src), "token_type_embeddings": None}
 

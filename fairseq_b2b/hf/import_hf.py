@@ -351,7 +351,7 @@ def import_hf(src: str, family: str, output: str, force: bool = False, seed: int
     if embed.shape[0] != len(tokens) or embed.shape[1] != shape["dim"]:
         raise B2BError(f"'{vocab_path}' has {len(tokens)} tokens but the weights have {embed.shape[0]} embedding rows "
                        f"of size {embed.shape[1]} (config: {shape['dim']}): the vocabulary does not match the weights")
-    mapping = build_mapping(fam, tokens, special_tokens_from_files(src, fam, config), config)
+    mapping = build_mapping(fam, tokens, special_tokens_from_files(src), config)
     notes = []
     fs_sd, extra = (bert_state if fam == "bert" else gpt2_state)(hf_sd, config, mapping, src, notes)
 
@@ -392,7 +392,7 @@ def import_hf(src: str, family: str, output: str, force: bool = False, seed: int
             meta["init_head_sha"] = _tensor_sha(model_state["encoder.lm_head.dense.weight"])
         cfg.task.data = out_dir
         ckpt_tmp = os.path.join(tmp, "checkpoint.pt")
-        save_checkpoint(ckpt_tmp, cfg, model_state, {META_KEY: meta})
+        save_checkpoint(ckpt_tmp, cfg, model, {META_KEY: meta})
         os.replace(dict_path, final_dict)
         os.replace(ckpt_tmp, output)
 

@@ -5,8 +5,7 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture as roberta_base_architecture
 
-from ..growth_hook import maybe_grow
-from .common import SubmodelMixin, add_growth_args, dictionary_checksum, set_layernorm_eps
+from .common import SubmodelMixin, add_growth_args, finish_build
 
 
 @register_model("b2b_bert")
@@ -23,11 +22,7 @@ class B2BBertModel(SubmodelMixin, RobertaModel):
     @classmethod
     def build_model(cls, args, task):
         bert_architecture(args)
-        args.b2b_dictionary_checksum = dictionary_checksum(task.source_dictionary)
-        model = super().build_model(args, task)
-        set_layernorm_eps(model, args.layernorm_eps)
-        maybe_grow(model, cls.family, args, task)
-        return model
+        return finish_build(super().build_model(args, task), args, task)
 
     def layer_stack_owner(self):
         return self.encoder.sentence_encoder
@@ -47,7 +42,7 @@ def _shape(args, layers, dim, heads, ffn=None):
 @register_model_architecture("b2b_bert", "b2b_bert")
 def bert_architecture(args):
     """BERT: post-LN, GELU, learned positions, embedding LayerNorm, tied MLM head."""
-    args.layernorm_eps = getattr(args, "layernorm_eps", 1e-5)
+    args.layernorm_eps = getattr(args, "layernorm_eps", None)
     args.encoder_normalize_before = getattr(args, "encoder_normalize_before", False)
     roberta_base_architecture(args)
 

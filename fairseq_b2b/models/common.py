@@ -21,8 +21,23 @@ def add_growth_args(parser):
     group.add_argument("--growth-exact", action="store_true", default=False,
                        help="fpi only: function-preserving at any width ratio (rescales LayerNorm, see README)")
     group.add_argument("--growth-seed", type=int, default=1, help="seed of the mapping functions g_in/g_out")
-    group.add_argument("--layernorm-eps", type=float, default=1e-5,
-                       help="epsilon of every LayerNorm (the exact growth mode rescales it)")
+    group.add_argument("--layernorm-eps", type=float, default=None,
+                       help="epsilon of every LayerNorm (default 1e-5, or the source's when growing; the exact "
+                            "growth mode rescales it)")
+
+
+def finish_build(model, args, task):
+    """What every b2b model does once fairseq has built it: record the dictionary, set the
+    LayerNorm eps, and grow from ``--init-from-small`` (which may inherit the source's eps)."""
+    from ..growth_hook import maybe_grow
+
+    args.b2b_dictionary_checksum = dictionary_checksum(task.source_dictionary)
+    inherit_eps = getattr(args, "layernorm_eps", None) is None
+    if inherit_eps:
+        args.layernorm_eps = 1e-5
+    set_layernorm_eps(model, args.layernorm_eps)
+    maybe_grow(model, model.family, args, task, inherit_eps=inherit_eps)
+    return model
 
 
 def set_layernorm_eps(model: nn.Module, eps: float) -> None:

@@ -5,8 +5,7 @@ from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig, base_lm_architecture
 
-from ..growth_hook import maybe_grow
-from .common import SubmodelMixin, add_growth_args, dictionary_checksum, set_layernorm_eps
+from .common import SubmodelMixin, add_growth_args, finish_build
 
 
 @register_model("b2b_gpt")
@@ -25,11 +24,7 @@ class B2BGPTModel(SubmodelMixin, TransformerLanguageModel):
     @classmethod
     def build_model(cls, args, task):
         gpt_architecture(args)
-        args.b2b_dictionary_checksum = dictionary_checksum(task.source_dictionary)
-        model = super().build_model(args, task)
-        set_layernorm_eps(model, args.layernorm_eps)
-        maybe_grow(model, cls.family, args, task)
-        return model
+        return finish_build(super().build_model(args, task), args, task)
 
     def layer_stack_owner(self):
         return self.decoder
@@ -40,7 +35,7 @@ class B2BGPTModel(SubmodelMixin, TransformerLanguageModel):
 
 @register_model_architecture("b2b_gpt", "b2b_gpt")
 def gpt_architecture(args):
-    args.layernorm_eps = getattr(args, "layernorm_eps", 1e-5)
+    args.layernorm_eps = getattr(args, "layernorm_eps", None)
     args.activation_fn = getattr(args, "activation_fn", "gelu")
     args.decoder_learned_pos = getattr(args, "decoder_learned_pos", True)
     args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", True)
