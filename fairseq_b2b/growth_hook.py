@@ -118,7 +118,10 @@ def grow_into(model, target_family: str, target_args, dict_checksum: str | None,
         set_layernorm_eps(model, eps)
         if not isinstance(target_args, dict):
             target_args.layernorm_eps = eps
+    for note in result.notes:
+        logger.warning(note)
     report = {
+        "notes": result.notes,
         "source": path, "source_shape": str(src_shape), "target_shape": str(tgt_shape), "method": method,
         "exact": exact, "seed": seed, "layer_order": result.layer_order, "layernorm_eps_scale": result.layernorm_eps_scale,
         "seconds": round(time.perf_counter() - started, 3),

@@ -264,23 +264,31 @@ def test_stage1_updates_only_the_active_parameters(small_bin, family, arch, lb, 
     assert not any(k for k in _snapshot(trainer)[1][pos] if k != "fp32_master")
 
 
-def test_stage1_runs_lower_layers_without_autograd(small_bin):
-    cfg, task, trainer = build_trainer([small_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_deep",
-                                        "--submodel-epochs", "1", "--submodel-layers", "1", "--max-epoch", "2"]
-                                       + COMMON)
+@pytest.mark.parametrize("family", ["bert", "gpt"])
+def test_stage1_runs_lower_layers_without_autograd(small_bin, family):
+    """Layers below the top lb and the embedding block take no part in the backward pass (no
+    gradient at all, before any DDP or optimizer); the tied embedding gets its gradient through
+    the head's output projection only; the model is whole again after the update."""
+    task_name, arch = ("b2b_masked_lm", "b2b_bert_tiny_deep") if family == "bert" else \
+        ("b2b_language_modeling", "b2b_gpt_mini")
+    cfg, task, trainer = build_trainer([small_bin, "--task", task_name, "--arch", arch, "--submodel-epochs", "1",
+                                        "--submodel-layers", "1", "--max-epoch", "2"] + COMMON)
     batch = next(iter(trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=False)))
     batch = trainer._prepare_sample(batch)[0]
     trainer.begin_epoch(1)
     model = trainer.get_model()
-    layers = model.encoder.sentence_encoder.layers
-    u = next(u for u in range(100) if task.submodel_for(u).depth == 3)
-    trainer.zero_grad()
-    task.train_step(batch, trainer.model, trainer.criterion, trainer.optimizer, u)
-    assert all(p.grad is None for i in (0, 1, 3) for p in layers[i].parameters())  # no backward there
-    assert all(p.grad is not None for p in layers[2].parameters())
-    assert model.encoder.sentence_encoder.embed_positions.weight.grad is None
-    assert model.encoder.lm_head.weight.grad is not None  # tied embedding, through the head only
-    assert len(layers) == 4 and type(layers[0]).__name__ != "_NoGrad"  # restored after the update
+    owner = model.encoder.sentence_encoder if family == "bert" else model.decoder
+    layers = owner.layers
+    for depth in (3, 1):  # trains layer 2 (layers 0, 1 under no_grad); trains layer 0 (embedding detached)
+        u = next(u for u in range(100) if task.submodel_for(u).depth == depth)
+        trainer.zero_grad()
+        task.train_step(batch, trainer.model, trainer.criterion, trainer.optimizer, u)
+        for i in range(4):
+            grads = [p.grad is not None for p in layers[i].parameters()]
+            assert all(grads) if i == depth - 1 else not any(grads), (depth, i)
+        assert owner.embed_positions.weight.grad is None
+        assert owner.embed_tokens.weight.grad is not None  # tied: the head's output projection
+        assert len(owner.layers) == 4 and all(type(x).__name__ != "_NoGrad" for x in owner.layers)
     # stage 2: the parent task's step, every parameter gets a gradient
     task.begin_epoch(2, model)
     assert task.submodel_for(u) is None
@@ -340,6 +348,8 @@ def test_resume_in_stage1_equals_uninterrupted_run(small_bin, tmp_path):
     last_b = json_logs(second, "train_inner")[-1]
     assert last_a["num_updates"] == last_b["num_updates"]
     assert last_a["train_flops"] == last_b["train_flops"] == float(trace_a[-1]["train_flops"])
+    valid_a, valid_b = json_logs(full, "valid"), json_logs(second, "valid")  # validation records carry it too
+    assert valid_a[-1]["valid_train_flops"] == valid_b[-1]["valid_train_flops"] == last_a["train_flops"]
     sd_a = torch.load(tmp_path / "a" / "checkpoint_last.pt", weights_only=False)
     sd_b = torch.load(tmp_path / "b" / "checkpoint_last.pt", weights_only=False)
     assert all(torch.equal(sd_a["model"][k], sd_b["model"][k]) for k in sd_a["model"])

@@ -6,7 +6,7 @@ words are split into characters, ``</w>`` is appended to the last one, and the m
 adjacent pair is merged, ``num_merges`` times.  The codes file has fastBPE's format, one
 ``left right count`` line per merge in merge order.  It is deterministic: ties go to the
 lexicographically smallest pair.  Merges that would produce a string an earlier merge already
-produced are skipped (fastBPE's applier rejects such files), and learning stops early when
+produced are skipped (fastBPE's applier aborts on such files), and learning stops early when
 no pair occurs twice.
 """
 from __future__ import annotations

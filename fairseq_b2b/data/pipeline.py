@@ -150,11 +150,24 @@ def write_tokenized(lines: Iterable[Optional[str]], out, what: str) -> int:
     return written
 
 
-def tokenize_files(files: List[Path], out_path: Path, workers: int, pretokenized: bool, what: str) -> int:
+def write_aligned(lines: Iterable[Optional[str]], out) -> int:
+    """Write one line per input line (blank stays blank); returns the non-blank count."""
+    n = 0
+    for line in lines:
+        out.write((line or "") + "\n")
+        n += bool(line)
+    return n
+
+
+def tokenize_files(files: List[Path], out_path: Path, workers: int, pretokenized: bool, what: str,
+                   aligned: bool = False) -> int:
+    """Tokenize into ``out_path``: documents normalized (see :func:`write_tokenized`), or, if
+    ``aligned``, line ``i`` of the output is line ``i`` of the input."""
     fn = _whitespace_chunk if pretokenized else _tokenize_chunk
     chunks = parallel_map(fn, chunked(raw_lines(files)), workers, _init_moses)
     with open(out_path, "w", encoding="utf-8") as out:
-        n = write_tokenized(itertools.chain.from_iterable(chunks), out, what)
+        lines = itertools.chain.from_iterable(chunks)
+        n = write_aligned(lines, out) if aligned else write_tokenized(lines, out, what)
     if n == 0:
         raise DataError(f"no text left after tokenizing {', '.join(map(str, files))}")
     log(f"{what}: {n:,} lines")
@@ -347,7 +360,10 @@ def report(data_bin: Path) -> None:
 
 def apply_to_file(codes: Path, input_path: Path, output_path: Path, workers: int = 1,
                   pretokenized: bool = False) -> Path:
-    """Tokenize (unless ``pretokenized``) and BPE one raw file, e.g. an evaluation set."""
+    """Tokenize (unless ``pretokenized``) and BPE one raw file, e.g. an evaluation set.
+
+    The output is line-aligned with the input: blank lines (and lines with nothing to
+    tokenize) stay blank lines."""
     codes, input_path, output_path = Path(codes), Path(input_path), Path(output_path)
     check_inputs([codes], "--codes")
     bpe.read_codes(codes)
@@ -357,7 +373,7 @@ def apply_to_file(codes: Path, input_path: Path, output_path: Path, workers: int
     output_path.parent.mkdir(parents=True, exist_ok=True)
     tok, tmp = temp_name(output_path.with_name(output_path.name + ".tok")), temp_name(output_path)
     try:
-        tokenize_files([input_path], tok, workers, pretokenized, "tokenize")
+        tokenize_files([input_path], tok, workers, pretokenized, "tokenize", aligned=True)
         apply_bpe_file(codes, tok, tmp, workers, "apply BPE")
         os.replace(tmp, output_path)
     finally:
@@ -394,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--codes", type=Path, help="reuse these BPE codes instead of learning new ones")
     common(c)
 
-    a = sub.add_parser("apply", help="tokenize and BPE one raw file with existing codes")
+    a = sub.add_parser("apply", help="tokenize and BPE one raw file with existing codes (line-aligned)")
     a.add_argument("--codes", required=True, type=Path)
     a.add_argument("--input", required=True, type=Path)
     a.add_argument("--output", required=True, type=Path)

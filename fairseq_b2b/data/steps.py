@@ -65,6 +65,16 @@ def file_sizes(path: Path):
     return {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
 
 
+def sync(path: Path) -> None:
+    """fsync a file or every file in a folder, so a rename never exposes unwritten data."""
+    for p in [path] if path.is_file() else sorted(q for q in path.rglob("*") if q.is_file()):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def temp_name(path: Path) -> Path:
     """The temporary name a step writes before renaming to ``path``."""
     return path.with_name(path.name + ".tmp")
@@ -109,6 +119,7 @@ class StepRunner:
         output.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         build(tmp)
+        sync(tmp)
         remove(output)
         os.replace(tmp, output)
         self.write_stamp(name, output, key)
@@ -126,6 +137,7 @@ class StepRunner:
         tmp = temp_name(stamp)
         rel = str(output.relative_to(self.root))
         tmp.write_text(json.dumps({"key": key, "output": rel, "files": file_sizes(output)}) + "\n")
+        sync(tmp)
         os.replace(tmp, stamp)
 
 

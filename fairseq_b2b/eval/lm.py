@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import re
@@ -265,6 +266,8 @@ def format_report(report: Dict, show_commands: bool) -> str:
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s",
+                        force=True)
     try:
         report = evaluate(args)
     except B2BError as e:

@@ -198,6 +198,10 @@ def grow_state_dict(
         if key not in out and key not in described and not layout.is_layer_key(key):
             out[key] = value  # buffers such as "version": carried over unchanged
     result = GrowthResult(out, maps, order, layernorm_eps_scale=ratio)
+    if exact and not layout.pre_ln and tgt.embed_dim % src.embed_dim:
+        result.notes.append(
+            f"exact mode on a post-LN model at the non-integer width ratio {tgt.embed_dim}/{src.embed_dim}: "
+            "standard LayerNorm cannot be kept exact there (README, 'Exact mode'); the residual is measured")
     if target_init is not None:
         check_matches_target(out, target_init)
     return result

@@ -246,7 +246,11 @@ class TwoStageMixin:
         FLOPs meter (Algorithm 2, line 2)."""
         from ..models.common import SubmodelMixin
 
-        self._flops = FlopsModel.from_model(model)
+        try:
+            self._flops = FlopsModel.from_model(model)
+        except ValueError as e:
+            self._flops = None
+            logger.warning(f"fairseq-b2b: train_flops not metered: {e}")
         if self.submodel_epochs == 0:
             logger.info("two-stage training off (--submodel-epochs 0): full-model training, FLOPs metered")
             return
@@ -350,6 +354,8 @@ class TwoStageMixin:
         return scored
 
     def _add_flop_stats(self, logging_output, sample, sub: Optional[Submodel]) -> None:
+        if self._flops is None:
+            return
         src = sample["net_input"]["src_tokens"]
         lengths = src.ne(self.source_dictionary.pad()).sum(dim=1)
         n_tokens = lengths.sum()
@@ -364,7 +370,10 @@ class TwoStageMixin:
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
         if not logging_outputs or not any("b2b_ntok" in log for log in logging_outputs):
-            return  # validation
+            if logging_outputs and self._flops is not None:  # validation: where it sits on the FLOPs axis
+                metrics.log_scalar("train_flops", torch.tensor(float(self.train_flops), dtype=torch.float64),
+                                   weight=0, priority=860)
+            return
         sums = {k: float(sum(log.get(k, 0) for log in logging_outputs)) for k in _STAT_KEYS}
         if sums["b2b_count"] == 0 or self._last is None:
             return
@@ -387,7 +396,7 @@ class TwoStageMixin:
 
     def _trace(self, logging_outputs, update_num, sub, flops) -> None:
         rank, world = _rank_and_world()
-        path = self.b2b_cfg.submodel_trace + ("" if rank == 0 else f".rank{rank}")
+        path = trace_path_for_rank(self.b2b_cfg.submodel_trace, rank)
         loss = float(sum(log.get("loss", 0) for log in logging_outputs))
         sample_size = float(sum(log.get("sample_size", 0) for log in logging_outputs))
         record = {
