@@ -40,6 +40,7 @@ class Preset:
     share_until_epoch: int
     ablation_eb: list = field(default_factory=list)
     data_lines: int | None = None  # built-in corpus: first N training lines (None = all)
+    valid_lines: int | None = None  # ... and first N valid/test lines
     num_merges: int = 8000
     log_interval: int = 10
     sentence: str = "shall i compare thee to a summer 's day ? thou art more lovely and more temperate"
@@ -63,9 +64,9 @@ PRESETS = {
                     "--decoder-ffn-embed-dim", "256"],
         gpt_target=["b2b_gpt_mini"],
         train=_common(64, 32, 1e-3, 40, ["--cpu", "--num-workers", "0"]),
-        source_epochs=6, target_epochs=6, submodel_epochs=1, submodel_layers=2,
-        stacking_schedule="2:1,4:5", mslt_layers=2, mslt_stage_epochs=1, share_until_epoch=2,
-        ablation_eb=[], data_lines=20000, num_merges=2000, log_interval=10,
+        source_epochs=8, target_epochs=5, submodel_epochs=1, submodel_layers=2,
+        stacking_schedule="2:1,4:4", mslt_layers=2, mslt_stage_epochs=1, share_until_epoch=2,
+        ablation_eb=[], data_lines=20000, valid_lines=1500, num_merges=2000, log_interval=10,
     ),
     "gpu": Preset(
         name="gpu",
@@ -277,6 +278,7 @@ def prepare_data(root: str, preset: Preset, data: str | None = None) -> str:
                              "(b2b-preprocess corpus ... makes one)")
         return os.path.abspath(data)
     from .data import Options, builtin_corpus, prepare_builtin, prepare_corpus
+    from .data.corpus import first_lines
     from .data.steps import DataError
 
     out = os.path.join(root, "data")
@@ -285,15 +287,9 @@ def prepare_data(root: str, preset: Preset, data: str | None = None) -> str:
         if preset.data_lines is None:
             return str(prepare_builtin(out, opts)["data_bin"])
         corpus = builtin_corpus(os.path.join(out, "corpus"))
-        head = os.path.join(out, "corpus", f"train.first{preset.data_lines}.txt")
-        if not os.path.exists(head):
-            with open(corpus["train"], encoding="utf-8") as src, open(head + ".tmp", "w", encoding="utf-8") as dst:
-                for i, line in enumerate(src):
-                    if i >= preset.data_lines and not line.strip():
-                        break  # stop at a document boundary
-                    dst.write(line)
-            os.replace(head + ".tmp", head)
-        return str(prepare_corpus([head], corpus["valid"], corpus["test"], out, opts)["data_bin"])
+        heads = {split: first_lines(corpus[split], preset.data_lines if split == "train" else preset.valid_lines)
+                 for split in ("train", "valid", "test")}
+        return str(prepare_corpus([heads["train"]], heads["valid"], heads["test"], out, opts)["data_bin"])
     except DataError as e:
         raise SystemExit(f"b2b-experiment: error: {e}") from None
 

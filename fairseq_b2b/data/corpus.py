@@ -22,7 +22,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .steps import DataError, StepRunner, file_digest, log, make_key
 from .text import decode, paragraphs, to_sentence_lines, write_documents
@@ -170,3 +170,22 @@ def builtin_corpus(dest_dir) -> Dict[str, Path]:
     for split, path in paths.items():
         runner.run(f"corpus-{split}", path, key, writer(split))
     return paths
+
+
+def first_lines(path, lines: Optional[int], to_document_end: bool = True) -> Path:
+    """A smaller corpus file beside ``path``: its first ``lines`` lines, continued up to the
+    next document boundary (a blank line) unless ``to_document_end`` is False; ``path`` itself
+    when ``lines`` is None."""
+    path = Path(path)
+    if lines is None:
+        return path
+    head = path.with_name(f"{path.stem}.first{lines}{'' if to_document_end else 'exact'}{path.suffix}")
+    if not head.exists():
+        tmp = head.with_name(head.name + ".tmp")
+        with open(path, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
+            for i, line in enumerate(src):
+                if i >= lines and (not line.strip() or not to_document_end):
+                    break
+                dst.write(line)
+        os.replace(tmp, head)
+    return head

@@ -62,24 +62,19 @@ def check_text_file(path, what: str) -> None:
 
 def bpe_lines(lines: Sequence[str], codes, workdir, workers: int = 1, pretokenized: bool = False,
               verbose: bool = False) -> List[str]:
-    """Each line Moses-tokenized and BPE-split as the pre-training corpus was.
-
-    Line ``i`` of the result is line ``i`` of the input; blank lines stay blank (the data
-    package's ``apply_to_file`` drops blank lines, so only the non-blank ones go through it
-    and the blank ones are put back).
-    """
+    """Each line Moses-tokenized and BPE-split as the pre-training corpus was, through the data
+    package's line-aligned :func:`~fairseq_b2b.data.apply_to_file`: line ``i`` of the result is
+    line ``i`` of the input, blank lines (and lines with nothing to tokenize) stay blank."""
     from ..data import DataError, apply_to_file
 
-    keep = [i for i, line in enumerate(lines) if not is_blank(line)]
-    out = [""] * len(lines)
-    if not keep:
-        return out
+    if not any(not is_blank(line) for line in lines):
+        return [""] * len(lines)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     raw, bpe = workdir / "raw.txt", workdir / "bpe.txt"
     with open(raw, "w", encoding="utf-8") as f:
-        for i in keep:
-            f.write(lines[i].replace("\ufeff", "").strip() + "\n")
+        for line in lines:
+            f.write(line.replace("\n", " ") + "\n")
     log = io.StringIO()
     try:
         with contextlib.redirect_stderr(sys.stderr if verbose else log):
@@ -87,14 +82,11 @@ def bpe_lines(lines: Sequence[str], codes, workdir, workers: int = 1, pretokeniz
     except DataError as e:
         raise EvalError(str(e)) from None
     done = read_lines(bpe)
-    if len(done) != len(keep):
-        raise EvalError(f"tokenization kept {len(done)} of {len(keep)} non-blank lines of {raw}: "
-                        "some line holds no tokenizable text; remove such lines")
-    for i, line in zip(keep, done):
-        out[i] = line
+    if len(done) != len(lines):  # the data package promises alignment; never score misaligned text
+        raise EvalError(f"tokenization gave {len(done)} lines for the {len(lines)} of {raw}")
     for p in (raw, bpe):
         p.unlink()
-    return out
+    return done
 
 
 def count_unknowns(lines: Iterable[str], dictionary) -> Tuple[int, Counter]:

@@ -124,10 +124,10 @@ MODEL_KEYS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "e
 
 
 def parse_tasks(text: str) -> List[TaskSpec]:
-    by_lower = {k.lower(): v for k, v in TASKS.items()}
+    by_key = {k.lower().replace("-", ""): v for k, v in TASKS.items()}  # sst-2, SST2, stsb, ...
     out = []
     for name in [t.strip() for t in text.split(",") if t.strip()]:
-        spec = by_lower.get(name.lower()) or by_lower.get(name.lower().replace("-", ""))
+        spec = by_key.get(name.lower().replace("-", ""))
         if spec is None:
             raise EvalError(f"unknown task '{name}': choose from {', '.join(TASKS)}")
         if spec not in out:
@@ -288,7 +288,12 @@ def default_codes(dict_path: Path, codes: Optional[str]) -> Path:
     from ..data import DataError
     from ..data.bpe import read_codes
 
-    path = Path(codes) if codes else Path(dict_path).resolve().parent.parent / "bpe.codes"
+    if codes:
+        path = Path(codes)
+    else:  # OUT/data-bin/dict.txt or OUT/dict.txt -> OUT/bpe.codes
+        here = Path(dict_path).resolve().parent
+        path = next((p for p in (here / "bpe.codes", here.parent / "bpe.codes") if p.is_file()),
+                    here.parent / "bpe.codes")
     if not path.is_file():
         raise EvalError(f"BPE codes not found at {path}: pass --codes, the codes of the pre-training data "
                         "(b2b-preprocess OUT/bpe.codes)")
@@ -356,8 +361,10 @@ def train_args(spec: TaskSpec, meta: Dict, data_bin: Path, ckpt: str, summary: D
             "--valid-subset", ",".join(meta["valid_subsets"]),
             "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--no-last-checkpoints",
             "--no-save-optimizer-state", "--seed", str(args.seed), "--num-workers", "0",
-            "--log-format", "json", "--log-interval", "50"]
+            "--log-format", "json", "--log-interval", "50", "--distributed-world-size", "1"]
     cmd += device_flags(args.cpu)
+    if getattr(args, "fp16", False):
+        cmd += ["--fp16"]
     return cmd
 
 
@@ -384,9 +391,9 @@ def numpy_safe_globals() -> list:
     """What a fine-tuned checkpoint pickles besides tensors: fairseq stores the best dev score
     (``--report-mcc`` / ``--report-acc-and-f1`` / ``--report-pearson-and-spearman``) as a numpy
     scalar, which torch>=2.6's ``weights_only`` loading refuses."""
-    import numpy as np
-
     import importlib
+
+    import numpy as np
 
     found = []
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
@@ -400,6 +407,12 @@ def numpy_safe_globals() -> list:
 def predict(checkpoint: Path, data_bin: Path, split: str, cpu: bool = True):
     """(predictions, targets) of a fine-tuned checkpoint on a binarized split: class indices
     (label-dictionary order) for classification, floats for regression."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's pin_memory notice on CPU and the like
+        return _predict(checkpoint, data_bin, split, cpu)
+
+
+def _predict(checkpoint: Path, data_bin: Path, split: str, cpu: bool):
     import numpy as np
     import torch
     from fairseq import checkpoint_utils, utils
@@ -422,8 +435,7 @@ def predict(checkpoint: Path, data_bin: Path, split: str, cpu: bool = True):
                                   ignore_invalid_inputs=False, required_batch_size_multiple=1,
                                   seed=1).next_epoch_itr(shuffle=False)
     ids, preds, targets = [], [], []
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's pin_memory notice on CPU
+    with torch.no_grad():
         for sample in itr:
             if use_cuda:
                 sample = utils.move_to_cuda(sample)
@@ -479,11 +491,25 @@ def run_setting(spec: TaskSpec, meta: Dict, data_bin: Path, ckpt: str, summary: 
         dev[stem]["examples"] = int(len(targets))
     result = {"task": spec.name, **setting, "key": key, "metric": spec.metric,
               "score": dev[spec.dev[0]][spec.metric], "dev": dev, "seconds": round(time.monotonic() - started, 1),
+              "fairseq_best": fairseq_best(run_dir / "train.log", spec.fairseq_metric),
               "train_command": fmt_cmd(["fairseq-train", *argv, "--user-dir", "$(b2b-user-dir)"])}
     if not args.keep_checkpoints:
         best.unlink()
     atomic_write(result_path, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def fairseq_best(log_path: Path, metric: str) -> Optional[float]:
+    """fairseq's own best dev value of --best-checkpoint-metric over the epochs (x100, rounded,
+    as it logs it), from the run's json log: a cross-check of the scores computed here."""
+    values = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if f'"valid_{metric}"' in line and "{" in line:
+            try:
+                values.append(float(json.loads(line[line.index("{"):])[f"valid_{metric}"]))
+            except (ValueError, KeyError):
+                continue
+    return max(values) if values else None
 
 
 def _cuda() -> bool:
@@ -640,6 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--batch-size", type=int, default=None, help="overrides the grid's batch size")
     sw.add_argument("--seed", type=int, default=1)
     sw.add_argument("--cpu", action="store_true", help="train on CPU even if CUDA is available")
+    sw.add_argument("--fp16", action="store_true", help="mixed precision (CUDA); every run uses one device, so "
+                                                        "the batch size is the paper's")
     sw.add_argument("--keep-checkpoints", action="store_true", help="keep each setting's checkpoint_best.pt")
     sw.add_argument("--dry-run", action="store_true", help="prepare the data and print the training commands only")
 
@@ -711,7 +739,8 @@ def cmd_sweep(args) -> Dict:
     return report
 
 
-def main(argv: Optional[Sequence[str]] = None):
+def run(argv: Optional[Sequence[str]] = None):
+    """The command; returns what the subcommand produced (errors: ``SystemExit`` with one line)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(name)s: %(message)s", force=True)
@@ -738,6 +767,11 @@ def main(argv: Optional[Sequence[str]] = None):
         raise SystemExit(f"{PROG}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
     except KeyboardInterrupt:
         raise SystemExit(f"{PROG}: interrupted; rerun the same command to continue") from None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``b2b-glue`` (returns None: a console script exits with main's return value)."""
+    run(argv)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def _names(files: List[str], names: List[str]) -> List[str]:
     if len(names) > len(files):
         raise EvalError(f"{len(names)} --name for {len(files)} --eval-file: give at most one name per file")
     out = list(names) + [re.sub(r"\.txt$", "", Path(f).name) for f in files[len(names):]]
-    out = [re.sub(r"[^A-Za-z0-9._-]+", "_", n) or "eval" for n in out]
+    out = [re.sub(r"[^A-Za-z0-9._-]+", "_", n).lstrip(".") or "eval" for n in out]  # a folder name under --workdir
     if len(set(out)) != len(out):
         raise EvalError(f"eval names must be distinct, got {', '.join(out)}: pass --name for each file")
     return out
@@ -132,7 +132,8 @@ def eval_lm_args(data_bin, args, plan: Dict, summary: Dict) -> List[str]:
     cmd = [str(data_bin), "--path", str(args.path), "--user-dir", user_dir(), "--task", "language_modeling",
            "--gen-subset", "test", "--sample-break-mode", args.sample_break_mode,
            "--tokens-per-sample", str(plan["tokens_per_sample"]), "--context-window", str(plan["context_window"]),
-           "--max-tokens", str(plan["max_tokens"]), "--num-workers", "0", "--log-format", "simple"]
+           "--max-tokens", str(plan["max_tokens"]), "--num-workers", "0", "--log-format", "simple",
+           "--distributed-world-size", "1"]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
     if get(summary["task_args"], "add_bos_token", False):
@@ -264,7 +265,8 @@ def format_report(report: Dict, show_commands: bool) -> str:
     return "\n".join(out)
 
 
-def main(argv: Optional[List[str]] = None) -> Dict:
+def run(argv: Optional[List[str]] = None) -> Dict:
+    """The command: prints the table and returns the report (errors: ``SystemExit`` with one line)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s",
                         force=True)
@@ -282,6 +284,11 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     if args.report_json:
         print(json.dumps(report))
     return report
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """``b2b-eval-lm`` (returns None: a console script exits with main's return value)."""
+    run(argv)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ class _NoGrad(nn.Module):
 
 
 class SubmodelMixin:
-    """Sub-models of Algorithm 2: the bottom ``depth`` layers and the shared LM head.
+    """Sub-models of Algorithm 2 and of the training schedules (StackBERT, MSLT,
+    share-then-unshare): the bottom ``depth`` layers and the shared LM head.
 
     Subclasses say where their layer stack lives: ``layer_stack_owner()`` returns the
     module whose ``layers`` ModuleList holds the Transformer layers.
@@ -85,6 +86,22 @@ class SubmodelMixin:
             raise ValueError(f"sub-model of depth {depth} training from layer {trainable_from} does not fit {len(full)} layers")
         active = [_NoGrad(layer) if i < trainable_from else layer for i, layer in enumerate(full[:depth])]
         owner.layers = nn.ModuleList(active)
+        try:
+            yield self
+        finally:
+            owner.layers = full
+
+    @contextlib.contextmanager
+    def shared_layers(self, depth: int | None = None):
+        """Within the block every one of the bottom ``depth`` (default: all) layer positions runs
+        layer 0's module: one set of weights, whose gradient accumulates over all applications
+        (share-then-unshare). The other layers' parameters take no part."""
+        owner = self.layer_stack_owner()
+        full = owner.layers
+        depth = len(full) if depth is None else depth
+        if not 1 <= depth <= len(full):
+            raise ValueError(f"{depth} shared layers do not fit {len(full)} layers")
+        owner.layers = nn.ModuleList([full[0]] * depth)
         try:
             yield self
         finally:

@@ -91,3 +91,40 @@ class RestrictedStep:
     def step(self, active: Iterable[torch.Tensor]) -> None:
         with self.only(active):
             self.optimizer.step()
+
+
+class OptimizerSurgery:
+    """Weight copies and optimizer-state edits at a schedule boundary (StackBERT/MSLT stacking,
+    share-then-unshare), consistent with what the optimizer holds:
+
+    * ``assign(dst, src)`` writes a model parameter *and* its fp32 master copy (``--fp16``);
+      otherwise the next step would copy the stale master back over the new weights;
+    * ``reset(p)`` drops the parameter's state: torch/fairseq optimizers initialise it lazily at
+      the parameter's next update (Adam: moments 0, step 0, so bias correction restarts);
+    * ``copy_state(dst, src)`` gives ``dst`` a copy of ``src``'s state (moments, step).
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.inner, self._mapping = _innermost(optimizer)
+
+    def held(self, p: torch.Tensor) -> torch.Tensor:
+        """The tensor the inner optimizer updates for model parameter ``p``."""
+        return p if self._mapping is None else self._mapping[id(p)]
+
+    @torch.no_grad()
+    def assign(self, dst: torch.Tensor, src: torch.Tensor) -> None:
+        dst.copy_(src)
+        if self._mapping is not None:
+            self.held(dst).copy_(self.held(src))
+
+    def reset(self, p: torch.Tensor) -> None:
+        self.inner.state.pop(self.held(p), None)
+
+    def copy_state(self, dst: torch.Tensor, src: torch.Tensor) -> None:
+        state = self.inner.state.get(self.held(src))
+        if not state:
+            self.reset(dst)
+            return
+        self.inner.state[self.held(dst)] = {k: (v.detach().clone() if torch.is_tensor(v) else v)
+                                            for k, v in state.items()}

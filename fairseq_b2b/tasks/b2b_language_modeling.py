@@ -34,5 +34,5 @@ class B2BLanguageModelingTask(TwoStageMixin, LanguageModelingTask):
 
     def build_model(self, args, from_checkpoint=False):
         model = super().build_model(args, from_checkpoint)
-        self.setup_two_stage(model)
+        self.setup_two_stage(model, from_checkpoint)
         return model

@@ -39,7 +39,7 @@ class B2BMaskedLMTask(TwoStageMixin, MaskedLMTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        self.setup_two_stage(model)
+        self.setup_two_stage(model, from_checkpoint)
         return model
 
     def build_criterion(self, cfg, from_checkpoint=False):

@@ -23,6 +23,16 @@ it forward (line 6) and updates only its top lb layers and the head (line 7):
 Stage 2 (epochs Eb+1..E, lines 10-15) is the parent task's own ``train_step``/``optimizer_step``.
 Both stages meter FLOPs (:mod:`fairseq_b2b.flops`) and log a cumulative ``train_flops`` that
 is kept in the checkpoint.
+
+The baselines of the paper's comparison run through the same machinery as other
+:mod:`training schedules <fairseq_b2b.tasks.schedules>` (one at a time, with
+``--submodel-epochs 0``): StackBERT (``--stacking-schedule 3:5,6:7,12:28``), MSLT
+(``--mslt-layers 3 --mslt-stage-epochs 8``) and share-then-unshare (``--share-layers-until
+N|epoch:N``). The model always has the target depth; per update the schedule names the
+:class:`Submodel` that runs (depth, trained layers, embeddings trained or detached, layers
+shared), and at a phase boundary the weight copies and optimizer-state resets it asks for are
+applied once - "last boundary applied" is kept in the checkpoint beside ``train_flops``, so a
+resumed run neither repeats nor skips one. Validation runs the depth being trained.
 """
 
 import contextlib
@@ -40,7 +50,10 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
 from ..flops import FlopsModel, layer_stack_owner
-from ..optim.restrict import RestrictedStep, UnsupportedOptimizer
+from ..optim.restrict import OptimizerSurgery, RestrictedStep, UnsupportedOptimizer
+from .schedules import (Boundary, MSLTSchedule, ShareThenUnshareSchedule, StackingSchedule, Submodel,
+                        SubmodelSampler, TrainingSchedule, TwoStageSchedule, parse_share_until,
+                        parse_stacking_schedule, submodels)
 
 logger = logging.getLogger("fairseq_b2b.two_stage")
 
@@ -60,42 +73,25 @@ class TwoStageConfig(FairseqDataclass):
         default=3, metadata={"help": "lb of Algorithm 2: sub-models are the bottom lb, 2*lb, ..., Lt layers and each "
                                      "stage-1 update trains the top lb layers of one of them plus the shared head"})
     submodel_trace: Optional[str] = field(
-        default=None, metadata={"help": "debug: append one JSON line per update (sampled sub-model, exact loss, "
-                                        "FLOPs) to this file; rank r > 0 writes FILE.rank<r>"})
-
-
-@dataclass(frozen=True)
-class Submodel:
-    """The bottom ``depth`` layers; layers ``trainable_from``..``depth``-1 are trained."""
-
-    depth: int
-    trainable_from: int
-
-
-def submodels(num_layers: int, lb: int) -> Tuple[Submodel, ...]:
-    """Algorithm 2, line 2: depths lb, 2*lb, ..., and Lt (top lb layers trained)."""
-    if not 1 <= lb <= num_layers:
-        raise ValueError(f"--submodel-layers {lb} must be between 1 and the model's {num_layers} layers")
-    depths = list(range(lb, num_layers + 1, lb))
-    if depths[-1] != num_layers:
-        depths.append(num_layers)
-    return tuple(Submodel(d, d - lb) for d in depths)
-
-
-class SubmodelSampler:
-    """Algorithm 2, line 5: the sub-model of update ``u`` drawn uniformly, as a pure function
-    of (seed, u) - a hash, not a stateful RNG - so all ranks and resumed runs agree."""
-
-    def __init__(self, num_layers: int, lb: int, seed: int):
-        self.submodels = submodels(num_layers, lb)
-        self.seed = int(seed)
-
-    def index(self, update: int) -> int:
-        digest = hashlib.sha256(f"fairseq-b2b/submodel/{self.seed}/{int(update)}".encode()).digest()
-        return int.from_bytes(digest[:8], "little") % len(self.submodels)
-
-    def sample(self, update: int) -> Submodel:
-        return self.submodels[self.index(update)]
+        default=None, metadata={"help": "debug: append one JSON line per update (sub-model, exact loss, FLOPs, "
+                                        "boundary applied, a digest of every layer's weights at the start of the "
+                                        "update) to this file; rank r > 0 writes FILE.rank<r>"})
+    stacking_schedule: Optional[str] = field(
+        default=None, metadata={"help": "StackBERT baseline (Gong et al. 2019): depth:epochs pairs, e.g. 3:5,6:7,12:28 "
+                                        "trains 3 layers for 5 epochs, stacks them to 6 (layer 3+i <- layer i), trains "
+                                        "7 epochs, stacks to 12, trains 28; the last depth is the model's; needs "
+                                        "--submodel-epochs 0"})
+    mslt_layers: int = field(
+        default=0, metadata={"help": "MSLT baseline (Yang et al. 2020): stage 1 trains a model of this many layers, "
+                                     "each further stage copies the top ones on top and trains only those + the "
+                                     "LM head, until the model's depth; then full-model training; 0 = off; needs "
+                                     "--submodel-epochs 0"})
+    mslt_stage_epochs: Optional[int] = field(
+        default=None, metadata={"help": "MSLT: epochs per stage (default 8, the paper's)"})
+    share_layers_until: Optional[str] = field(
+        default=None, metadata={"help": "share-then-unshare: all layers use one set of weights until this update "
+                                        "count (e.g. 3000) or epoch (epoch:N), then each layer gets its own copy; "
+                                        "needs --submodel-epochs 0"})
 
 
 def partition_parameters(model) -> Tuple[List[nn.Parameter], List[List[nn.Parameter]], List[nn.Parameter]]:
@@ -134,19 +130,42 @@ def _detach_input(module, args, kwargs):
 
 
 @contextlib.contextmanager
-def stage1_submodel(model, sub: Submodel):
-    """The model as sub-model ``sub`` (Algorithm 2, lines 5-6): bottom ``depth`` layers, those
-    below ``trainable_from`` without autograd, and the embedding output detached when the
-    lowest trained layer is layer 0 (the embedding block is not trained in stage 1)."""
-    with model.submodel(sub.depth, sub.trainable_from):
+def active_submodel(model, sub: Submodel):
+    """The model as ``sub`` for one update: its bottom ``depth`` layers, those below
+    ``trainable_from`` without autograd (Algorithm 2, lines 5-6; MSLT's frozen layers), every
+    position running layer 0 when ``sub.shared``, and the embedding output detached when the
+    lowest trained layer is layer 0 but the embedding block is not trained (Algorithm 2's stage 1;
+    StackBERT and MSLT's first stage train it)."""
+    ctx = model.shared_layers(sub.depth) if sub.shared else model.submodel(sub.depth, sub.trainable_from)
+    with ctx:
         handle = None
-        if sub.trainable_from == 0:
+        if sub.trainable_from == 0 and not sub.train_embeddings:
             handle = layer_stack_owner(model).layers[0].register_forward_pre_hook(_detach_input, with_kwargs=True)
         try:
             yield model
         finally:
             if handle is not None:
                 handle.remove()
+
+
+stage1_submodel = active_submodel  # the name Algorithm 2's code and tests use
+
+
+def layer_digests(model) -> List[str]:
+    """A short digest of each layer's parameters (bit-exact identity of layers, for traces)."""
+    out = []
+    for layer in layer_stack_owner(model).layers:
+        h = hashlib.sha1()
+        for p in layer.parameters():
+            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        out.append(h.hexdigest()[:16])
+    return out
+
+
+def _opt(cfg, name, default=None):
+    """A task option from a DictConfig or a Namespace (None -> default)."""
+    value = getattr(cfg, name, default)
+    return default if value is None else value
 
 
 def unwrap_model(model):
@@ -195,38 +214,93 @@ def _rank_and_world() -> Tuple[int, int]:
 
 
 class TwoStageMixin:
-    """Algorithm 2 on top of a fairseq task (put it first in the bases)."""
+    """Algorithm 2 and the training schedules on top of a fairseq task (put it first in the bases)."""
 
     #: whether the criterion projects every position when nothing is masked (masked LM)
     scores_masked_positions = False
 
     # -- set-up -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _schedule_options(cfg) -> List[str]:
+        """The schedule options given (at most one is allowed)."""
+        given = []
+        if _opt(cfg, "stacking_schedule") is not None:
+            given.append(f"--stacking-schedule {cfg.stacking_schedule}")
+        if int(_opt(cfg, "mslt_layers", 0) or 0) != 0:
+            given.append(f"--mslt-layers {cfg.mslt_layers}")
+        if _opt(cfg, "share_layers_until") is not None:
+            given.append(f"--share-layers-until {cfg.share_layers_until}")
+        return given
+
     @classmethod
     def check_two_stage_config(cls, cfg, from_checkpoint: bool = False) -> None:
         """Bad input -> one-line error before training starts; force per-parameter fp16
-        master copies when stage 1 runs with --fp16 (see fairseq_b2b.optim.restrict)."""
+        master copies when stage 1 or a schedule runs with --fp16 (see fairseq_b2b.optim.restrict)."""
         eb, lb = int(cfg.submodel_epochs), int(cfg.submodel_layers)
         if eb < 0:
             fail(f"--submodel-epochs {eb} is negative: pass the number of stage-1 epochs (0 switches stage 1 off)")
         if lb < 1:
             fail(f"--submodel-layers {lb} must be >= 1: it is the number of layers each stage-1 update trains")
+        schedule = cls._check_schedule_options(cfg, eb)
         root = None if from_checkpoint else _root_config(cfg)
-        if root is None or eb == 0:
+        if root is None or (eb == 0 and schedule is None):
             return
+        what = "stage-1 sub-model training" if eb > 0 else schedule.split(" ")[0]
+        off = "pass --submodel-epochs 0" if eb > 0 else f"drop {what}"
         max_epoch = int(root.optimization.max_epoch or 0)
-        if max_epoch > 0 and eb >= max_epoch:
+        max_update = int(root.optimization.max_update or 0)
+        if eb > 0 and max_epoch > 0 and eb >= max_epoch:
             fail(f"--submodel-epochs {eb} leaves no full-model epoch with --max-epoch {max_epoch}: "
                  f"stage 2 runs epochs Eb+1..E, so pass --submodel-epochs < --max-epoch")
+        if _opt(cfg, "stacking_schedule") is not None and max_epoch > 0:
+            epochs = sum(e for _, e in parse_stacking_schedule(cfg.stacking_schedule))
+            if epochs > max_epoch:
+                fail(f"--stacking-schedule {cfg.stacking_schedule} needs {epochs} epochs but --max-epoch is "
+                     f"{max_epoch}: make the epochs add up to at most --max-epoch")
+        if _opt(cfg, "share_layers_until") is not None:
+            unit, n = parse_share_until(cfg.share_layers_until)
+            limit = max_epoch if unit == "epoch" else max_update
+            if limit > 0 and n >= limit:
+                fail(f"--share-layers-until {cfg.share_layers_until} never unshares: the run stops at "
+                     f"--max-{unit} {limit}; pass a value below it")
         if root.optimization.get("use_bmuf", False):
-            fail("stage-1 sub-model training does not support --use-bmuf: pass --submodel-epochs 0")
+            fail(f"{what} does not support --use-bmuf: {off}")
         if root.distributed_training.get("zero_sharding", "none") != "none":
-            fail("stage-1 sub-model training does not support --zero-sharding: pass --submodel-epochs 0")
+            fail(f"{what} does not support --zero-sharding: {off}")
         common = root.common
         if common.fp16 and not common.memory_efficient_fp16 and not common.fp16_no_flatten_grads:
             common.fp16_no_flatten_grads = True
-            logger.warning("fairseq-b2b: stage 1 updates a subset of the parameters, so --fp16 keeps per-parameter "
+            logger.warning(f"fairseq-b2b: {what} updates a subset of the parameters, so --fp16 keeps per-parameter "
                            "fp32 master copies: --fp16-no-flatten-grads is on for this run")
+
+    @classmethod
+    def _check_schedule_options(cls, cfg, eb: int) -> Optional[str]:
+        """Syntax and combinations of the schedule options; returns the one given (or None)."""
+        given = cls._schedule_options(cfg)
+        if _opt(cfg, "mslt_stage_epochs") is not None and int(_opt(cfg, "mslt_layers", 0) or 0) == 0:
+            fail("--mslt-stage-epochs needs --mslt-layers (the number of layers each MSLT stage adds)")
+        if len(given) > 1:
+            fail(f"{given[0]} and {given[1]} are different training methods: pass only one of them")
+        if not given:
+            return None
+        if eb > 0:
+            fail(f"{given[0]} cannot be combined with stage-1 sub-model training (--submodel-epochs {eb}; "
+                 f"the default is 5): pass --submodel-epochs 0")
+        try:
+            if _opt(cfg, "stacking_schedule") is not None:
+                parse_stacking_schedule(cfg.stacking_schedule)
+            if _opt(cfg, "share_layers_until") is not None:
+                parse_share_until(cfg.share_layers_until)
+        except ValueError as e:
+            fail(str(e))
+        k = int(_opt(cfg, "mslt_layers", 0) or 0)
+        if k < 0:
+            fail(f"--mslt-layers {k} is negative: pass the number of layers each MSLT stage adds (0 = off)")
+        stage_epochs = _opt(cfg, "mslt_stage_epochs")
+        if k > 0 and stage_epochs is not None and int(stage_epochs) < 1:
+            fail(f"--mslt-stage-epochs {stage_epochs} must be >= 1")
+        return given[0]
 
     def init_two_stage(self, cfg) -> None:
         self.b2b_cfg = cfg
@@ -234,15 +308,21 @@ class TwoStageMixin:
         self.submodel_layers = int(cfg.submodel_layers)
         self.train_flops = 0
         self._epoch = 1
+        self._schedule: TrainingSchedule = TrainingSchedule(0)
         self._sampler: Optional[SubmodelSampler] = None
         self._flops: Optional[FlopsModel] = None
         self._active: dict = {}
         self._active_model = None
         self._restricted: Optional[RestrictedStep] = None
-        self._last: Optional[Tuple[int, Submodel, bool]] = None
+        self._surgery: Optional[OptimizerSurgery] = None
+        self._last: Optional[Tuple[int, Optional[Submodel]]] = None
+        self._applied = -1  # index of the last schedule boundary applied (kept in the checkpoint)
+        self._logged_phase: Optional[int] = None
+        self._events: Tuple[int, list] = (-1, [])  # boundaries applied at an update (for the trace)
+        self._digests: Tuple[int, Optional[List[str]]] = (-1, None)
 
-    def setup_two_stage(self, model) -> None:
-        """After the model is built: check lb against its depth, build the sampler and the
+    def setup_two_stage(self, model, from_checkpoint: bool = False) -> None:
+        """After the model is built: check the schedule against its depth, build it and the
         FLOPs meter (Algorithm 2, line 2)."""
         from ..models.common import SubmodelMixin
 
@@ -251,72 +331,160 @@ class TwoStageMixin:
         except ValueError as e:
             self._flops = None
             logger.warning(f"fairseq-b2b: train_flops not metered: {e}")
-        if self.submodel_epochs == 0:
+        cfg = self.b2b_cfg
+        given = self._schedule_options(cfg)
+        if self.submodel_epochs == 0 and not given:
+            self._schedule = TrainingSchedule(getattr(model, "depth", 0))
             logger.info("two-stage training off (--submodel-epochs 0): full-model training, FLOPs metered")
             return
+        what = given[0] if given else "stage-1 sub-model training"
         if not isinstance(model, SubmodelMixin):
-            fail(f"stage-1 sub-model training needs a b2b_ architecture ({type(model).__name__} has no sub-models): "
-                 "use --arch b2b_bert_*/b2b_gpt_* or pass --submodel-epochs 0")
+            fail(f"{what} needs a b2b_ architecture ({type(model).__name__} has no sub-models): "
+                 "use --arch b2b_bert_*/b2b_gpt_*" + ("" if given else " or pass --submodel-epochs 0"))
         depth = model.depth
-        if not 1 <= self.submodel_layers <= depth:
-            fail(f"--submodel-layers {self.submodel_layers} exceeds the model's {depth} layers: "
-                 f"pass 1 <= --submodel-layers <= {depth}, or --submodel-epochs 0")
-        self._sampler = SubmodelSampler(depth, self.submodel_layers, int(self.b2b_cfg.seed))
-        desc = ", ".join(f"{s.depth} (trains {s.trainable_from}..{s.depth - 1})" for s in self._sampler.submodels)
-        logger.info(f"two-stage training (Algorithm 2): epochs 1..{self.submodel_epochs} train sub-models of depth "
-                    f"{desc} + the shared head, one sampled per update; full model afterwards")
+        root = None if from_checkpoint else _root_config(cfg)
+        max_epoch = int(root.optimization.max_epoch or 0) if root is not None else 0
+        if self.submodel_epochs > 0:
+            if not 1 <= self.submodel_layers <= depth:
+                fail(f"--submodel-layers {self.submodel_layers} exceeds the model's {depth} layers: "
+                     f"pass 1 <= --submodel-layers <= {depth}, or --submodel-epochs 0")
+            self._schedule = TwoStageSchedule(depth, self.submodel_layers, self.submodel_epochs, int(cfg.seed))
+            self._sampler = self._schedule.sampler
+        elif _opt(cfg, "stacking_schedule") is not None:
+            stages = parse_stacking_schedule(cfg.stacking_schedule)
+            if stages[-1][0] != depth:
+                fail(f"--stacking-schedule {cfg.stacking_schedule} ends at depth {stages[-1][0]} but the target model "
+                     f"has {depth} layers: the last depth must be the model's ({depth})")
+            self._schedule = StackingSchedule(depth, stages)
+        elif int(_opt(cfg, "mslt_layers", 0) or 0) > 0:
+            k = int(cfg.mslt_layers)
+            stage_epochs = int(cfg.mslt_stage_epochs) if _opt(cfg, "mslt_stage_epochs") is not None else 8
+            if k > depth or depth % k:
+                fail(f"--mslt-layers {k} does not divide the target model's {depth} layers: each MSLT stage adds "
+                     f"--mslt-layers layers until the model's depth")
+            needed = depth // k * stage_epochs
+            if max_epoch > 0 and needed > max_epoch:
+                fail(f"--mslt-layers {k} --mslt-stage-epochs {stage_epochs} needs {depth // k} stages = {needed} "
+                     f"epochs but --max-epoch is {max_epoch}: pass --max-epoch >= {needed} (the rest trains the full "
+                     f"model)")
+            self._schedule = MSLTSchedule(depth, k, stage_epochs, max_epoch)
+        else:
+            unit, n = parse_share_until(cfg.share_layers_until)
+            self._schedule = ShareThenUnshareSchedule(depth, unit, n)
+        logger.info(self._schedule.describe())
 
-    # -- stage bookkeeping --------------------------------------------------------------------
+    # -- schedule bookkeeping -----------------------------------------------------------------
 
     def in_stage1(self) -> bool:
         return self._sampler is not None and self._epoch <= self.submodel_epochs
 
     def submodel_for(self, update_num: int) -> Optional[Submodel]:
-        """The sub-model of update ``update_num``, or None in stage 2."""
-        return self._sampler.sample(update_num) if self.in_stage1() else None
+        """What update ``update_num`` runs (None: the full model, the parent task's step)."""
+        return self._schedule.submodel(self._epoch, update_num)
 
     def begin_epoch(self, epoch, model):
-        was = self.in_stage1()
         self._epoch = int(epoch)
-        if self._sampler is not None:
-            if self.in_stage1() and (epoch == 1 or not was):
-                logger.info(f"epoch {epoch}: stage 1 (sub-model training, Algorithm 2 lines 3-9)")
-            elif not self.in_stage1() and (was or epoch == self.submodel_epochs + 1):
-                logger.info(f"epoch {epoch}: stage 2 (full-model training, Algorithm 2 lines 10-15)")
+        sched = self._schedule
+        if not isinstance(sched, ShareThenUnshareSchedule) or sched.unit == "epoch":
+            phase = sched.phase(self._epoch, 0)
+            if type(sched) is not TrainingSchedule and phase != self._logged_phase:
+                logger.info(f"epoch {epoch}: {sched.phase_description(phase)}")
+            self._logged_phase = phase
         super().begin_epoch(epoch, model)
+
+    def _enter_phase(self, model, optimizer, update_num: int) -> None:
+        """Apply the boundaries between the last one applied and this update's phase, once."""
+        target = self._schedule.phase(self._epoch, update_num)
+        while self._applied < target:
+            boundary = self._schedule.boundary(self._applied + 1)
+            if boundary is not None:
+                self._apply_boundary(model, optimizer, boundary)
+                logger.info(f"epoch {self._epoch}, before update {update_num + 1}: {boundary.message}")
+                if self._events[0] != update_num:
+                    self._events = (update_num, [])
+                self._events[1].append({"index": boundary.index, "copies": [list(c) for c in boundary.copies],
+                                        "reset": list(boundary.reset), "untie": boundary.untie})
+            self._applied += 1
+            if isinstance(self._schedule, ShareThenUnshareSchedule) and self._schedule.unit != "epoch":
+                logger.info(f"update {update_num + 1}: {self._schedule.phase_description(self._applied)}")
+
+    def _surgery_for(self, optimizer) -> OptimizerSurgery:
+        if self._surgery is None or self._surgery.optimizer is not optimizer:
+            try:
+                self._surgery = OptimizerSurgery(optimizer)
+            except UnsupportedOptimizer as e:
+                raise SystemExit(f"fairseq-b2b: error: {e}") from None
+        return self._surgery
+
+    def _apply_boundary(self, model, optimizer, boundary: Boundary) -> None:
+        """Weight copies, then optimizer-state resets, then (untie) layer 0's state to every layer."""
+        surgery = self._surgery_for(optimizer)
+        layers = layer_stack_owner(model).layers
+        for src, dst in boundary.copies:
+            for p_dst, p_src in zip(layers[dst].parameters(), layers[src].parameters()):
+                surgery.assign(p_dst, p_src)
+            with torch.no_grad():
+                for b_dst, b_src in zip(layers[dst].buffers(), layers[src].buffers()):
+                    b_dst.copy_(b_src)
+        for i in boundary.reset:
+            for p in layers[i].parameters():
+                surgery.reset(p)
+        if boundary.untie:
+            for layer in layers[1:]:
+                for p_dst, p_src in zip(layer.parameters(), layers[0].parameters()):
+                    surgery.copy_state(p_dst, p_src)
+
+    def _mirror_shared(self, model, optimizer) -> None:
+        """During sharing: layer 0's new weights into every other layer (checkpoints and
+        validation see the shared function)."""
+        surgery = self._surgery_for(optimizer)
+        layers = layer_stack_owner(model).layers
+        for layer in layers[1:]:
+            for p_dst, p_src in zip(layer.parameters(), layers[0].parameters()):
+                surgery.assign(p_dst, p_src)
 
     def _active_params(self, model, sub: Submodel) -> List[nn.Parameter]:
         if self._active_model is not model:
             self._active, self._active_model = {}, model
         if sub not in self._active:
-            _, layers, head = partition_parameters(model)
-            self._active[sub] = [p for ps in layers[sub.trainable_from:sub.depth] for p in ps] + head
+            embedding, layers, head = partition_parameters(model)
+            if sub.shared:
+                idle = {id(p) for ps in layers[1:] for p in ps}
+                active = [p for p in model.parameters() if id(p) not in idle]
+            else:
+                active = [p for ps in layers[sub.trainable_from:sub.depth] for p in ps] + head
+                if sub.trainable_from == 0 and sub.train_embeddings:
+                    active += embedding
+            self._active[sub] = active
         return self._active[sub]
 
     # -- the update ---------------------------------------------------------------------------
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
+        inner = unwrap_model(model)
+        self._enter_phase(inner, optimizer, update_num)
+        if self.b2b_cfg.submodel_trace and self._digests[0] != update_num:
+            self._digests = (update_num, layer_digests(inner))
         sub = self.submodel_for(update_num)
-        if sub is None:  # stage 2: the parent task, untouched
+        if sub is None:  # full model: the parent task, untouched
             loss, sample_size, logging_output = super().train_step(
                 sample, model, criterion, optimizer, update_num, ignore_grad=ignore_grad, **kwargs)
-            self._last = (update_num, None, False)
         else:
-            loss, sample_size, logging_output = self._stage1_train_step(
+            loss, sample_size, logging_output = self._submodel_train_step(
                 sub, sample, model, criterion, optimizer, update_num, ignore_grad)
-            self._last = (update_num, sub, True)
+        self._last = (update_num, sub)
         self._add_flop_stats(logging_output, sample, sub)
         return loss, sample_size, logging_output
 
-    def _stage1_train_step(self, sub, sample, model, criterion, optimizer, update_num, ignore_grad):
-        """FairseqTask.train_step for one sub-model (Algorithm 2, lines 5-6)."""
+    def _submodel_train_step(self, sub, sample, model, criterion, optimizer, update_num, ignore_grad):
+        """FairseqTask.train_step for one sub-model (Algorithm 2, lines 5-6; a schedule's phase)."""
         from fairseq.optim.amp_optimizer import AMPOptimizer
 
         inner = unwrap_model(model)
         model.train()
         model.set_num_updates(update_num)
         amp = torch.autocast("cuda") if isinstance(optimizer, AMPOptimizer) else contextlib.nullcontext()
-        with stage1_submodel(inner, sub):
+        with active_submodel(inner, sub):
             with torch.autograd.profiler.record_function("forward"), amp:
                 loss, sample_size, logging_output = criterion(model, sample)
         if ignore_grad:
@@ -332,6 +500,8 @@ class TwoStageMixin:
             optimizer.backward(loss)
         return loss, sample_size, logging_output
 
+    _stage1_train_step = _submodel_train_step
+
     def optimizer_step(self, optimizer, model, update_num):
         sub = self.submodel_for(update_num)
         if sub is None:
@@ -341,8 +511,24 @@ class TwoStageMixin:
                 self._restricted = RestrictedStep(optimizer)
             except UnsupportedOptimizer as e:
                 raise SystemExit(f"fairseq-b2b: error: {e}") from None
-        # Algorithm 2, line 7: only the top lb layers of the sub-model and the shared head.
-        self._restricted.step(self._active_params(unwrap_model(model), sub))
+        inner = unwrap_model(model)
+        # Algorithm 2, line 7 (only the top lb layers of the sub-model and the shared head); a
+        # schedule's phase: only the layers it trains (+ embeddings, head); sharing: layer 0.
+        self._restricted.step(self._active_params(inner, sub))
+        if sub.shared:
+            self._mirror_shared(inner, optimizer)
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def valid_step(self, sample, model, criterion):
+        """Validation in fairseq-train runs the model being trained: the active depth of the
+        phase whose weights the model holds (StackBERT, MSLT), all layers otherwise."""
+        depth = self._schedule.eval_depth(self._applied) if self._applied >= 0 else None
+        inner = unwrap_model(model)
+        if depth is None or depth == getattr(inner, "depth", depth):
+            return super().valid_step(sample, model, criterion)
+        with inner.submodel(depth, 0):
+            return super().valid_step(sample, model, criterion)
 
     # -- FLOPs ---------------------------------------------------------------------------------
 
@@ -377,24 +563,25 @@ class TwoStageMixin:
         sums = {k: float(sum(log.get(k, 0) for log in logging_outputs)) for k in _STAT_KEYS}
         if sums["b2b_count"] == 0 or self._last is None:
             return
-        update_num, sub, frozen = self._last
+        update_num, sub = self._last
         mean = sums["b2b_depth"] / sums["b2b_count"]
         local = sub.depth if sub is not None else self._flops.depth
         if abs(mean - local) > 1e-6 or abs(sums["b2b_depth_sq"] / sums["b2b_count"] - mean * mean) > 1e-6:
             raise RuntimeError(f"fairseq-b2b: data-parallel ranks ran different sub-models at update {update_num} "
                                f"(mean depth {mean}, this rank {local})")
         n_tok, sq_tok, scored = (int(round(sums[k])) for k in ("b2b_ntok", "b2b_sqtok", "b2b_scored"))
-        flops = self._flops.update_flops(n_tok, sq_tok, scored, local,
-                                         sub.trainable_from if sub is not None else 0, frozen)
+        trainable_from = sub.trainable_from if sub is not None else 0
+        frozen = sub.frozen_input if sub is not None else False
+        flops = self._flops.update_flops(n_tok, sq_tok, scored, local, trainable_from, frozen)
         self.train_flops += flops
         metrics.log_scalar("subdepth", local, weight=1, priority=850, round=2)
         # A float64 tensor: fairseq's json log prints tensors with full precision ("{:g}" otherwise).
         metrics.log_scalar("train_flops", torch.tensor(float(self.train_flops), dtype=torch.float64),
                            weight=0, priority=860)
         if self.b2b_cfg.submodel_trace:
-            self._trace(logging_outputs, update_num, sub, flops)
+            self._trace(logging_outputs, update_num, sub, flops, (n_tok, sq_tok, scored))
 
-    def _trace(self, logging_outputs, update_num, sub, flops) -> None:
+    def _trace(self, logging_outputs, update_num, sub, flops, counts) -> None:
         rank, world = _rank_and_world()
         path = trace_path_for_rank(self.b2b_cfg.submodel_trace, rank)
         loss = float(sum(log.get("loss", 0) for log in logging_outputs))
@@ -402,10 +589,17 @@ class TwoStageMixin:
         record = {
             "num_updates": update_num + 1, "rank": rank, "world_size": world, "epoch": self._epoch,
             "stage": 1 if sub is not None else 2,
+            "method": self._schedule.method, "phase": self._schedule.phase(self._epoch, update_num),
             "depth": sub.depth if sub is not None else self._flops.depth,
             "trainable_from": sub.trainable_from if sub is not None else 0,
+            "train_embeddings": sub.train_embeddings if sub is not None else True,
+            "shared": bool(sub is not None and sub.shared),
+            "frozen_input": bool(sub is not None and sub.frozen_input),
             "loss": loss / sample_size / math.log(2) if sample_size else None,
+            "ntok": counts[0], "sqtok": counts[1], "scored": counts[2],
             "update_flops": flops, "train_flops": self.train_flops,
+            "boundaries": self._events[1] if self._events[0] == update_num else [],
+            "digests": self._digests[1] if self._digests[0] == update_num else None,
         }
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
@@ -414,11 +608,20 @@ class TwoStageMixin:
 
     def get_checkpoint_dict(self):
         """Saved in the checkpoint's extra state (fairseq's task checkpoint hook)."""
-        return {type(self).__name__: {"train_flops": int(self.train_flops)}}
+        return {type(self).__name__: {"train_flops": int(self.train_flops), "schedule": self._schedule.method,
+                                      "boundary": int(self._applied)}}
 
     def set_checkpoint_dict(self, state):
         self.train_flops = int(state.get("train_flops", 0))
-        logger.info(f"resumed train_flops = {self.train_flops:.6g}")
+        saved = state.get("schedule")
+        if saved is not None and saved != self._schedule.method and int(state.get("boundary", -1)) > 0:
+            fail(f"the checkpoint was trained with the {saved} schedule (boundary {state['boundary']} applied) but this "
+                 f"run uses {self._schedule.method}: resume with the same options, or start from it with "
+                 f"--reset-dataloader")
+        self._applied = int(state.get("boundary", -1))
+        logger.info(f"resumed train_flops = {self.train_flops:.6g}" +
+                    (f", {self._schedule.method} boundary {self._applied} already applied"
+                     if self._applied >= 0 and type(self._schedule) is not TrainingSchedule else ""))
 
 
 def trace_path_for_rank(path: str, rank: int) -> str:
@@ -426,4 +629,5 @@ def trace_path_for_rank(path: str, rank: int) -> str:
 
 
 __all__ = ["TwoStageConfig", "TwoStageMixin", "Submodel", "SubmodelSampler", "submodels", "partition_parameters",
-           "stage1_submodel", "fail", "trace_path_for_rank"]
+           "stage1_submodel", "active_submodel", "layer_digests", "fail", "trace_path_for_rank", "Boundary",
+           "TrainingSchedule", "TwoStageSchedule", "StackingSchedule", "MSLTSchedule", "ShareThenUnshareSchedule"]
