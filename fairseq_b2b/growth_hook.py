@@ -6,7 +6,6 @@ import logging
 import os
 import time
 
-import torch
 
 from .errors import B2BError
 from .growth import GrowthError, ModelShape, grow_state_dict, infer_shape

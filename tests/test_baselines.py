@@ -517,10 +517,11 @@ def test_boundaries_with_fp16_optimizers(tiny_bin, fp16, method):
             st, st0 = inner.state[master.get(id(p), p)], inner.state[master.get(id(p0), p0)]
             assert st["step"] == st0["step"] == 2 and torch.equal(st["exp_avg_sq"], st0["exp_avg_sq"])
     trainer.train_step([batches[2]])
-    # one Adam step (lr 1e-3) away from the copied weights, far from layer 1's own init
+    # one Adam step (lr 1e-3) away from the copied weights (StackBERT: far from layer 1's own init)
     for p, a, b in zip(layers[1].parameters(), w0, init1):
         if p.dim() == 2:
-            assert (p.float() - a).abs().max() < 5e-3 < (p.float() - b).abs().max()
+            assert (p.float() - a).abs().max() < 5e-3
+            assert method == "share" or (p.float() - b).abs().max() > 5e-3
 
 
 @pytest.mark.parametrize("preset", ["cpu", "gpu"])

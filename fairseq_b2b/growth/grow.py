@@ -13,7 +13,7 @@ import torch
 
 from .expand import expand_in, expand_out
 from .layout import FFN, HEAD, IN, OUT, RES, FamilyLayout, Param
-from .mapping import MEAN, copy_counts, exact_stream_mapping, heads_to_neurons, sample_mapping
+from .mapping import copy_counts, exact_stream_mapping, heads_to_neurons, sample_mapping
 
 METHODS = ("fpi", "aki", "direct_copy")
 

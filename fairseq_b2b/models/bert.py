@@ -5,7 +5,7 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture as roberta_base_architecture
 
-from .common import SubmodelMixin, add_growth_args, finish_build
+from .common import SubmodelMixin, add_growth_args, finish_build, register_shapes
 
 
 @register_model("b2b_bert")
@@ -29,14 +29,6 @@ class B2BBertModel(SubmodelMixin, RobertaModel):
 
     def embed_scale_value(self) -> float:
         return float(self.encoder.sentence_encoder.embed_scale or 1.0)
-
-
-def _shape(args, layers, dim, heads, ffn=None):
-    args.encoder_layers = getattr(args, "encoder_layers", layers)
-    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", dim)
-    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", heads)
-    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", ffn or 4 * args.encoder_embed_dim)
-    bert_architecture(args)
 
 
 @register_model_architecture("b2b_bert", "b2b_bert")
@@ -64,9 +56,4 @@ ARCHS = {
 }
 
 
-def _register(name, shape):
-    register_model_architecture("b2b_bert", name)(lambda args: _shape(args, *shape))
-
-
-for _name, _shape_spec in ARCHS.items():
-    _register(_name, _shape_spec)
+register_shapes("b2b_bert", "encoder", ARCHS, bert_architecture)

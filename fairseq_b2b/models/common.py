@@ -26,6 +26,25 @@ def add_growth_args(parser):
                             "growth mode rescales it)")
 
 
+def register_shapes(model_name: str, side: str, archs: dict, base_architecture) -> None:
+    """Register ``{arch name: (layers, embed dim, heads)}`` as fairseq architectures of
+    ``model_name``; FFN is 4x the embed dim; options the user gave win (``side``: encoder or
+    decoder)."""
+    from fairseq.models import register_model_architecture
+
+    def shape_fn(layers, dim, heads):
+        def set_shape(args):
+            setattr(args, f"{side}_layers", getattr(args, f"{side}_layers", layers))
+            setattr(args, f"{side}_embed_dim", getattr(args, f"{side}_embed_dim", dim))
+            setattr(args, f"{side}_attention_heads", getattr(args, f"{side}_attention_heads", heads))
+            setattr(args, f"{side}_ffn_embed_dim", getattr(args, f"{side}_ffn_embed_dim", 4 * getattr(args, f"{side}_embed_dim")))
+            base_architecture(args)
+        return set_shape
+
+    for name, shape in archs.items():
+        register_model_architecture(model_name, name)(shape_fn(*shape))
+
+
 def finish_build(model, args, task):
     """What every b2b model does once fairseq has built it: record the dictionary, set the
     LayerNorm eps, and grow from ``--init-from-small`` (which may inherit the source's eps)."""

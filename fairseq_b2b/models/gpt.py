@@ -5,7 +5,7 @@ from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig, base_lm_architecture
 
-from .common import SubmodelMixin, add_growth_args, finish_build
+from .common import SubmodelMixin, add_growth_args, finish_build, register_shapes
 
 
 @register_model("b2b_gpt")
@@ -45,14 +45,6 @@ def gpt_architecture(args):
     base_lm_architecture(args)
 
 
-def _shape(args, layers, dim, heads):
-    args.decoder_layers = getattr(args, "decoder_layers", layers)
-    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", dim)
-    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", heads)
-    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", 4 * args.decoder_embed_dim)
-    gpt_architecture(args)
-
-
 ARCHS = {
     "b2b_gpt_base": (12, 768, 12),
     "b2b_gpt_12_512": (12, 512, 8),
@@ -66,9 +58,4 @@ ARCHS = {
 }
 
 
-def _register(name, shape):
-    register_model_architecture("b2b_gpt", name)(lambda args: _shape(args, *shape))
-
-
-for _name, _shape_spec in ARCHS.items():
-    _register(_name, _shape_spec)
+register_shapes("b2b_gpt", "decoder", ARCHS, gpt_architecture)
