@@ -36,6 +36,14 @@ An update costs the sum over its micro-batches and data-parallel ranks of::
 with ``d`` the sub-model's depth and ``t`` its lowest trained layer (stage 2: ``d = Lt``,
 ``t = 0``, ``corr = 0``). ``tests/test_flops.py`` checks this against
 ``torch.utils.flop_counter.FlopCounterMode`` on pad-free batches, where the two agree exactly.
+
+The baselines' schedules (:mod:`fairseq_b2b.tasks.schedules`) use the same formula with the shape
+each update ran: StackBERT and MSLT's first stage ``d`` < ``Lt``, ``t = 0`` and a trained
+embedding block (its output needs a gradient: ``corr = 0``); MSLT's later stages ``t = d - k``
+with the layers below forward-only (``corr`` as in stage 1); share-then-unshare the full ``Lt``
+applications of the shared layer, i.e. the full model's FLOPs. ``tests/test_baselines.py``
+checks these against ``FlopCounterMode`` too (with attention dropout on: with p = 0 torch runs
+attention as a fused SDPA kernel whose FLOPs the counter does not see on CPU).
 """
 from __future__ import annotations
 
@@ -73,7 +81,8 @@ class FlopsModel:
                      frozen_input: bool = False) -> Tuple[int, int, int]:
         """(c_N, c_S2, c_M) with update FLOPs = c_N*N + c_S2*S2 + c_M*M.
 
-        ``frozen_input``: the lowest trained layer's input does not require grad (stage 1)."""
+        ``frozen_input``: the lowest trained layer's input does not require grad (stage 1 of
+        Algorithm 2, MSLT's later stages)."""
         depth = self.depth if depth is None else depth
         if not 0 <= trainable_from <= depth <= self.depth:
             raise ValueError(f"sub-model of depth {depth} from layer {trainable_from} does not fit {self.depth} layers")

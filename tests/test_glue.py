@@ -1,8 +1,8 @@
 """b2b-glue: the GLUE metrics on known values, every task's TSV layout, and the whole path on a
 real binary task built offline from the built-in corpus (Milton's Paradise Lost vs Shakespeare's
 plays, in SST-2's layout): the ``small_bert`` fixture (pre-trained on the built-in corpus), grown
-with b2b-grow to b2b_bert_tiny_wide, is fine-tuned over a small grid with fairseq's sentence_prediction task and beats the majority
-class on dev; the results table is written.
+with b2b-grow to b2b_bert_tiny_wide, is fine-tuned over a small grid with fairseq's
+sentence_prediction task and beats the majority class on dev; the results table is written.
 """
 from __future__ import annotations
 
@@ -69,12 +69,13 @@ def _write(path: Path, header, rows):
 def test_every_glue_tsv_layout_gives_its_texts_and_labels(tmp_path):
     """One row per task as the GLUE download script writes it (fairseq's column choices)."""
     cases = {
-        "CoLA": (None, ["gj04", "1", "", "Our friends won't buy this analysis."], (["Our friends won't buy this analysis."], "1")),
+        "CoLA": (None, ["gj04", "1", "", "Our friends won't buy this analysis."],
+                 (["Our friends won't buy this analysis."], "1")),
         "SST-2": (["sentence", "label"], ["it 's a charming journey .", "1"], (["it 's a charming journey ."], "1")),
-        "MRPC": (["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"], ["1", "702876", "702977", "He said.", "He told."],
-                 (["He said.", "He told."], "1")),
-        "QQP": (["id", "qid1", "qid2", "question1", "question2", "is_duplicate"], ["5", "11", "12", "Why?", "How?", "0"],
-                (["Why?", "How?"], "0")),
+        "MRPC": (["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+                 ["1", "702876", "702977", "He said.", "He told."], (["He said.", "He told."], "1")),
+        "QQP": (["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
+                ["5", "11", "12", "Why?", "How?", "0"], (["Why?", "How?"], "0")),
         "STS-B": (["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2",
                    "score"], ["0", "main-captions", "MSRvid", "2012test", "0001", "none", "none", "A man plays.",
                               "A man is playing.", "4.500"], (["A man plays.", "A man is playing."], repr(0.9))),
@@ -83,7 +84,8 @@ def test_every_glue_tsv_layout_gives_its_texts_and_labels(tmp_path):
                  (["The premise.", "A hypothesis."], "neutral")),
         "QNLI": (["index", "question", "sentence", "label"], ["0", "What?", "This.", "not_entailment"],
                  (["What?", "This."], "not_entailment")),
-        "RTE": (["index", "sentence1", "sentence2", "label"], ["0", "A.", "B.", "entailment"], (["A.", "B."], "entailment")),
+        "RTE": (["index", "sentence1", "sentence2", "label"], ["0", "A.", "B.", "entailment"],
+                (["A.", "B."], "entailment")),
     }
     for task, (header, row, expected) in cases.items():
         spec = TASKS[task]

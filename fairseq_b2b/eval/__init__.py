@@ -6,6 +6,5 @@
   and dictionary, the paper's fine-tuning grid with fairseq's ``sentence_prediction`` task,
   the GLUE metrics and a results table.
 - :mod:`fairseq_b2b.eval.metrics`: accuracy, F1, Matthews, Pearson, Spearman in plain numpy.
-
-Importing this package does not import fairseq; the commands do.
+- ``squad.md``: how to evaluate SQuAD v1.1 (HuggingFace export + ``run_qa.py``).
 """

