@@ -9,8 +9,26 @@ import torch
 
 __version__ = "0.1.0"
 
-# fairseq checkpoints hold an argparse.Namespace; torch>=2.6 loads with weights_only=True.
-torch.serialization.add_safe_globals([argparse.Namespace])
+
+def _numpy_scalar_types() -> list:
+    """Fine-tuned checkpoints (--report-mcc, --report-acc-and-f1, ...) keep the best dev score
+    as a numpy scalar."""
+    import importlib
+
+    import numpy as np
+
+    found = []
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        try:
+            found.append(importlib.import_module(module).scalar)
+        except (ImportError, AttributeError):
+            continue
+    return found + [np.dtype] + [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32")]
+
+
+# fairseq checkpoints hold an argparse.Namespace (and numpy scalars); torch>=2.6 loads with
+# weights_only=True, so allow-list exactly these types.
+torch.serialization.add_safe_globals([argparse.Namespace, *_numpy_scalar_types()])
 
 from . import models  # noqa: E402,F401
 from . import tasks  # noqa: E402,F401

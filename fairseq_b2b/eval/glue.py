@@ -387,23 +387,6 @@ def run_training(train_argv: List[str], log_path: Path, verbose: bool) -> None:
 
 # ------------------------------------------------------------------------------ dev evaluation
 
-def numpy_safe_globals() -> list:
-    """What a fine-tuned checkpoint pickles besides tensors: fairseq stores the best dev score
-    (``--report-mcc`` / ``--report-acc-and-f1`` / ``--report-pearson-and-spearman``) as a numpy
-    scalar, which torch>=2.6's ``weights_only`` loading refuses."""
-    import importlib
-
-    import numpy as np
-
-    found = []
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        try:
-            found.append(importlib.import_module(module).scalar)
-        except (ImportError, AttributeError):
-            continue
-    return found + [np.dtype] + [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32")]
-
-
 def predict(checkpoint: Path, data_bin: Path, split: str, cpu: bool = True):
     """(predictions, targets) of a fine-tuned checkpoint on a binarized split: class indices
     (label-dictionary order) for classification, floats for regression."""
@@ -419,7 +402,6 @@ def _predict(checkpoint: Path, data_bin: Path, split: str, cpu: bool):
 
     import fairseq_b2b  # noqa: F401
 
-    torch.serialization.add_safe_globals(numpy_safe_globals())
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)],
                                                                       arg_overrides={"data": str(data_bin)})
     model = models[0].eval()
