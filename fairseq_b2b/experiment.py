@@ -167,7 +167,9 @@ def manifest(preset: Preset, runs: list, data_bin: str) -> dict:
             "charged_source": [r.label for r in mine if "--init-from-small" in r.argv],
             "growth_reports": {label: os.path.join("growth", f"{family}_{m}.json")
                                for label, m in GROWTH_METHODS.items()},
-            "attention": {"data": os.path.relpath(data_bin), "sentence": preset.sentence,
+            "title_suffix": f" ({preset.name} preset)",
+            "attention": {"data": data_bin, "sentence": preset.sentence,
+                          "codes": os.path.join(os.path.dirname(data_bin), "bpe.codes"),
                           "models": {"source": os.path.join("runs", f"{family}_source", "checkpoint_last.pt"),
                                      **{label: os.path.join("growth", f"{family}_{m}.pt")
                                         for label, m in GROWTH_METHODS.items()}}},

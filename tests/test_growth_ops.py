@@ -120,6 +120,15 @@ def test_direct_copy_fills_the_corner_and_keeps_the_target_init():
     assert out["encoder.lm_head.weight"] is out[BERT.embed_tokens]
 
 
+def test_direct_copy_refuses_a_source_tensor_larger_than_the_target():
+    src, tgt = ModelShape(2, 64, 256, 2), ModelShape(2, 128, 512, 4)
+    sd = random_state_dict(BERT, src)
+    init = random_state_dict(BERT, tgt)
+    init["encoder.sentence_encoder.embed_positions.weight"] = init["encoder.sentence_encoder.embed_positions.weight"][:10]
+    with pytest.raises(GrowthError, match="max positions"):
+        grow_state_dict(sd, BERT, src, tgt, method="direct_copy", target_init=init)
+
+
 def test_exact_mode_layernorm_rescaling():
     """Exact mode: extras of the stream are its mean; LayerNorm gains * sqrt(k d / D), eps too."""
     src, tgt = ModelShape(2, 64, 256, 2), ModelShape(2, 96, 384, 3)

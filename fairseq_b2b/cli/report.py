@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -44,6 +45,9 @@ def _load_group(root: str, group: dict) -> dict:
             table1[name] = {k: r.get(k) for k in ("source_loss", "grown_loss", "max_abs_logit_diff")}
     if table1:
         result["table1"] = table1
+        shapes = json.load(open(os.path.join(root, next(iter(group["growth_reports"].values())))))
+        result["title"] = (f"{group.get('family', '').upper()}: S{shapes['source_shape']} -> T{shapes['target_shape']}"
+                           f"{group.get('title_suffix', '')}")
     ablation = {}
     for eb, name in group.get("ablation_eb", {}).items():
         if name in result["methods"]:
@@ -75,13 +79,22 @@ def _attention(root: str, group: dict, out_dir: str) -> str | None:
     from ..checkpoints import load_model
 
     data = os.path.join(root, spec["data"])
+    sentence = spec["sentence"]
+    codes = os.path.join(root, spec["codes"]) if spec.get("codes") else None
+    if codes and os.path.exists(codes):  # the sentence as the training data saw it: Moses + BPE
+        import tempfile
+
+        from ..eval.common import bpe_lines
+
+        with tempfile.TemporaryDirectory() as tmp:
+            sentence = bpe_lines([sentence], codes, tmp)[0]
     rows, words = {}, None
     for name, path in spec["models"].items():
         full = os.path.join(root, path)
         if not os.path.exists(full):
             continue
         model, task, _ = load_model(full, data)
-        tokens = task.source_dictionary.encode_line(spec["sentence"], add_if_not_exist=False, append_eos=True).long()
+        tokens = task.source_dictionary.encode_line(sentence, add_if_not_exist=False, append_eos=True).long()
         words = [task.source_dictionary[t] for t in tokens]
         rows[name] = attention_maps(model, tokens)
     if not rows:
@@ -133,6 +146,7 @@ def report_logs(paths: list, scratch: str, source_flops: float, out_dir: str, pl
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", force=True)
     try:
         if len(args.paths) == 1 and os.path.isdir(args.paths[0]):
             root = args.paths[0]

@@ -217,8 +217,9 @@ def _direct_copy(source, layout, src, tgt, target_init) -> GrowthResult:
         if key in layout.tied or key not in out:
             continue
         target = out[key]
-        if target.dim() != value.dim():
-            raise GrowthError(f"'{key}' has {value.dim()} dims in the source and {target.dim()} in the target")
+        if target.dim() != value.dim() or any(a > b for a, b in zip(value.shape, target.shape)):
+            raise GrowthError(f"'{key}' is {tuple(value.shape)} in the source but {tuple(target.shape)} in the target: "
+                              "source and target must share the dictionary and max positions (--max-positions)")
         target[tuple(slice(0, n) for n in value.shape)] = value
     for alias, original in layout.tied.items():
         if alias in out and original in out:

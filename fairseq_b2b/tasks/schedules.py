@@ -22,6 +22,13 @@ boundary surgery, checkpointed "last boundary applied").
 * :class:`ShareThenUnshareSchedule` - share-then-unshare (``--share-layers-until N`` or
   ``epoch:N``): all layers run layer 0's weights until then, after which every layer gets its
   own copy of the shared weights and of their optimizer state.
+
+Validation inside ``fairseq-train`` runs the model being trained: the active depth of the phase
+whose weights the model holds (StackBERT, MSLT; all layers for Algorithm 2 and sharing, whose
+layers are mirrored). A mid-schedule checkpoint evaluated *outside* ``fairseq-train``
+(``fairseq-eval-lm``, ``fairseq-validate``, the hub interface, b2b's own evaluation) runs all
+``Lt`` layers, including the untrained ones above the active depth: only checkpoints from the
+last phase of a StackBERT/MSLT schedule are meaningful there.
 """
 from __future__ import annotations
 

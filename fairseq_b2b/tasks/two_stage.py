@@ -79,8 +79,8 @@ class TwoStageConfig(FairseqDataclass):
     stacking_schedule: Optional[str] = field(
         default=None, metadata={"help": "StackBERT baseline (Gong et al. 2019): depth:epochs pairs, e.g. 3:5,6:7,12:28 "
                                         "trains 3 layers for 5 epochs, stacks them to 6 (layer 3+i <- layer i), trains "
-                                        "7 epochs, stacks to 12, trains 28; the last depth is the model's; needs "
-                                        "--submodel-epochs 0"})
+                                        "7 epochs, stacks to 12, trains 28; the last depth must be the model's and "
+                                        "runs until the end of training; needs --submodel-epochs 0"})
     mslt_layers: int = field(
         default=0, metadata={"help": "MSLT baseline (Yang et al. 2020): stage 1 trains a model of this many layers, "
                                      "each further stage copies the top ones on top and trains only those + the "
