@@ -46,6 +46,7 @@ def main() -> None:
     if len(sys.argv) > 1:
         print(json.dumps(run_one(sys.argv[1])))
         return
+
     def once(method):
         out = subprocess.run([sys.executable, __file__, method], capture_output=True, text=True, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])

@@ -22,23 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-
-def build_trainer(argv):
-    """(cfg, task, trainer) as fairseq-train builds them."""
-    import fairseq_b2b  # noqa: F401
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq.trainer import Trainer
-    from fairseq_b2b.cli.train import with_user_dir
-
-    args = options.parse_args_and_arch(options.get_training_parser(), input_args=with_user_dir(argv))
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    trainer = Trainer(cfg, task, model, criterion)
-    task.load_dataset("train")
-    return cfg, task, trainer
+from fairseq_b2b.checkpoints import build_trainer  # noqa: E402
 
 
 def full_batches(trainer, task, batch_size, tokens, limit):

@@ -67,3 +67,49 @@ def load_model(path: str, data: str | None = None):
     overrides = {"data": data} if data else None
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
     return models[0].eval(), task, cfg
+
+
+def build_trainer(argv: list, seed: bool = False):
+    """(cfg, task, trainer) exactly as fairseq-train builds them, the train split loaded; with
+    ``seed`` the torch seed is set from ``--seed`` first (as fairseq-train does)."""
+    from fairseq import utils
+    from fairseq.trainer import Trainer
+
+    args = parse_training_args(argv)
+    if seed:
+        utils.set_torch_seed(args.seed)
+    cfg, task, model = build_from_args(args)
+    trainer = Trainer(cfg, task, model, task.build_criterion(cfg.criterion))
+    task.load_dataset("train")
+    return cfg, task, trainer
+
+
+def train_in_process(argv: list) -> str:
+    """fairseq-train's main in this process (no start-up cost); returns its log lines."""
+    import logging
+
+    from fairseq import checkpoint_utils, distributed_utils
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq_cli import train as fairseq_train
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.INFO)
+            self.lines = []
+
+        def emit(self, record):
+            self.lines.append(f"{record.levelname}:{record.name}:{record.getMessage()}")
+
+    if hasattr(checkpoint_utils.save_checkpoint, "best"):  # fairseq keeps the best score across runs
+        del checkpoint_utils.save_checkpoint.best
+    cfg = convert_namespace_to_omegaconf(parse_training_args(argv))
+    handler, root = Records(), logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        distributed_utils.call_main(cfg, fairseq_train.main)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    return "\n".join(handler.lines)

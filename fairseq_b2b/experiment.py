@@ -64,8 +64,8 @@ PRESETS = {
                     "--decoder-ffn-embed-dim", "256"],
         gpt_target=["b2b_gpt_mini"],
         train=_common(64, 16, 1e-3, 40, ["--cpu", "--num-workers", "0"]),
-        source_epochs=8, target_epochs=5, submodel_epochs=1, submodel_layers=2,
-        stacking_schedule="2:1,4:4", mslt_layers=2, mslt_stage_epochs=1, share_until_epoch=2,
+        source_epochs=6, target_epochs=4, submodel_epochs=1, submodel_layers=2,
+        stacking_schedule="2:1,4:3", mslt_layers=2, mslt_stage_epochs=1, share_until_epoch=2,
         ablation_eb=[], data_lines=10000, valid_lines=1000, num_merges=2000, log_interval=10,
     ),
     "gpu": Preset(

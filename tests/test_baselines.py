@@ -6,7 +6,6 @@ Assertions are on the model: the per-update trace (``--submodel-trace``) carries
 every layer's weights at the start of each update, the epoch checkpoints carry the weights and
 the Adam state, and in-process runs look at the modules directly."""
 import json
-import logging
 import os
 
 import pytest
@@ -16,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import fairseq_b2b  # noqa: E402,F401
-from fairseq_b2b.cli.train import with_user_dir  # noqa: E402
+from fairseq_b2b.checkpoints import build_trainer, parse_training_args, train_in_process  # noqa: E402
 from fairseq_b2b.tasks.schedules import (MSLTSchedule, ShareThenUnshareSchedule, StackingSchedule,  # noqa: E402
                                          Submodel, parse_share_until, parse_stacking_schedule)
 from fairseq_b2b.tasks.two_stage import layer_digests  # noqa: E402
@@ -59,6 +58,10 @@ def tiny_bin(data_bin, tmp_path_factory):
     return str(out)
 
 
+def build_trainer_seeded(argv):
+    return build_trainer(argv, seed=True)
+
+
 def common(seed=3):
     return ["--optimizer", "adam", "--lr", "1e-3", "--weight-decay", "0.01", "--tokens-per-sample", "32",
             "--batch-size", "8", "--required-batch-size-multiple", "1", "--cpu", "--log-format", "json",
@@ -70,61 +73,12 @@ def base_args(data, *extra, arch=ARCH, task="b2b_masked_lm"):
     return [data, "--task", task, "--arch", arch, "--submodel-epochs", "0"] + common() + list(extra)
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(f"{record.levelname}:{record.name}:{record.getMessage()}")
-
-
-def train_in_process(argv):
-    """fairseq-train's main in this process (no start-up cost); returns its log lines."""
-    from fairseq import checkpoint_utils, distributed_utils, options
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq_cli import train as fairseq_train
-
-    if hasattr(checkpoint_utils.save_checkpoint, "best"):
-        del checkpoint_utils.save_checkpoint.best
-    args = options.parse_args_and_arch(options.get_training_parser(), input_args=with_user_dir(argv))
-    cfg = convert_namespace_to_omegaconf(args)
-    handler, root = _Records(), logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        distributed_utils.call_main(cfg, fairseq_train.main)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-    return "\n".join(handler.lines)
-
-
-def build_trainer(argv):
-    """(cfg, task, trainer) exactly as fairseq-train builds them."""
-    from fairseq import options, tasks, utils
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq.trainer import Trainer
-
-    args = options.parse_args_and_arch(options.get_training_parser(), input_args=with_user_dir(argv))
-    cfg = convert_namespace_to_omegaconf(args)
-    utils.set_torch_seed(cfg.common.seed)
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    trainer = Trainer(cfg, task, model, criterion)
-    task.load_dataset("train")
-    return cfg, task, trainer
-
-
 def initial_model(argv):
     """The model fairseq-train builds at start (same seed, same build order)."""
-    from fairseq import options, tasks, utils
+    from fairseq import tasks, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    cfg = convert_namespace_to_omegaconf(
-        options.parse_args_and_arch(options.get_training_parser(), input_args=with_user_dir(argv)))
+    cfg = convert_namespace_to_omegaconf(parse_training_args(argv))
     utils.set_torch_seed(cfg.common.seed)
     return tasks.setup_task(cfg.task).build_model(cfg.model)
 
@@ -384,7 +338,7 @@ def test_untie_keeps_the_function(tiny_bin, family):
     the other layers mirror it, the untie changes no logit (|diff| <= 1e-6) and copies layer 0's
     Adam state to every layer; the next update makes the layers differ."""
     task_name, arch = ("b2b_masked_lm", ARCH) if family == "bert" else ("b2b_language_modeling", "b2b_gpt_mini")
-    cfg, task, trainer = build_trainer(base_args(tiny_bin, "--share-layers-until", "3", "--max-epoch", "2",
+    cfg, task, trainer = build_trainer_seeded(base_args(tiny_bin, "--share-layers-until", "3", "--max-epoch", "2",
                                                  arch=arch, task=task_name))
     model = trainer.get_model()
     owner = model.layer_stack_owner()
@@ -459,7 +413,7 @@ def test_flops_equal_executed_and_validation_runs_the_active_depth(tiny_bin, met
     # attention dropout on: with p = 0 torch runs attention as one fused SDPA kernel, whose
     # FLOPs FlopCounterMode does not count on CPU (the meter does)
     arch, task_name = (ARCH, "b2b_masked_lm") if family == "bert" else ("b2b_gpt_mini", "b2b_language_modeling")
-    cfg, task, trainer = build_trainer(base_args(tiny_bin, *opts, "--max-epoch", "5", "--sample-break-mode", "none",
+    cfg, task, trainer = build_trainer_seeded(base_args(tiny_bin, *opts, "--max-epoch", "5", "--sample-break-mode", "none",
                                                  "--attention-dropout", "0.1", arch=arch, task=task_name))
     model = trainer.get_model()
     batch = _full_batch(trainer, task)
@@ -492,7 +446,7 @@ def test_boundaries_with_fp16_optimizers(tiny_bin, fp16, method):
     the next step would copy the stale masters back over the stacked weights) and the untie
     copies the masters' Adam state."""
     opts = ["--stacking-schedule", "1:1,4:1"] if method == "stackbert" else ["--share-layers-until", "2"]
-    cfg, task, trainer = build_trainer(base_args(tiny_bin, *opts, "--max-epoch", "2", fp16))
+    cfg, task, trainer = build_trainer_seeded(base_args(tiny_bin, *opts, "--max-epoch", "2", fp16))
     assert fp16 == "--memory-efficient-fp16" or cfg.common.fp16_no_flatten_grads  # per-parameter masters
     opt = trainer.optimizer
     master = dict(zip(map(id, opt.fp16_params), opt.fp32_params)) if fp16 == "--fp16" else {}
@@ -528,7 +482,7 @@ def test_boundaries_with_fp16_optimizers(tiny_bin, fp16, method):
 def test_the_experiment_runners_baseline_commands(tiny_bin, preset):
     """b2b-experiment's StackBERT / MSLT / share-then-unshare / scratch commands (its cpu and gpu
     presets) build the schedule they name."""
-    from fairseq import options, tasks
+    from fairseq import tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     from fairseq_b2b.experiment import PRESETS, plan
@@ -538,8 +492,7 @@ def test_the_experiment_runners_baseline_commands(tiny_bin, preset):
     assert sorted(r.label for r in runs) == sorted(expect)
     for run in runs:
         argv = [tiny_bin, *run.argv, "--cpu"]
-        cfg = convert_namespace_to_omegaconf(
-            options.parse_args_and_arch(options.get_training_parser(), input_args=with_user_dir(argv)))
+        cfg = convert_namespace_to_omegaconf(parse_training_args(argv))
         task = tasks.setup_task(cfg.task)
         model = task.build_model(cfg.model)
         assert task._schedule.method == expect[run.label]

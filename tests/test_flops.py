@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import fairseq_b2b  # noqa: E402,F401
-from fairseq_b2b.cli.train import with_user_dir  # noqa: E402
+from fairseq_b2b.checkpoints import build_trainer, parse_training_args  # noqa: E402
 from fairseq_b2b.flops import FlopsModel  # noqa: E402
 
 T, B = 32, 4  # tokens per sample, sequences per batch
@@ -53,21 +53,6 @@ def _args(data, task, arch, *extra):
     return [data, "--task", task, "--arch", arch, "--optimizer", "adam", "--lr", "1e-3", "--batch-size", str(B),
             "--tokens-per-sample", str(T), "--sample-break-mode", "none", "--required-batch-size-multiple", "1",
             "--cpu", "--num-workers", "0", "--dropout", "0"] + list(extra)
-
-
-def build_trainer(argv):
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq.trainer import Trainer
-
-    args = options.parse_args_and_arch(options.get_training_parser(), input_args=with_user_dir(argv))
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    trainer = Trainer(cfg, task, model, criterion)
-    task.load_dataset("train")
-    return cfg, task, trainer
 
 
 def _full_batch(trainer, task):
@@ -131,7 +116,7 @@ def test_formula_equals_executed_matmul_flops(exact_bin, task, arch, lb):
 def test_logged_flops_equal_formula_for_known_shapes(exact_bin, tmp_path):
     """fairseq-train (GPT tiny: 2 layers, D=64, F=256, lb=1, every batch B x T without pads):
     each update's increment of the logged cumulative train_flops equals the hand formula."""
-    from fairseq import distributed_utils, options
+    from fairseq import distributed_utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train as fairseq_train
 
@@ -139,7 +124,7 @@ def test_logged_flops_equal_formula_for_known_shapes(exact_bin, tmp_path):
     argv = _args(exact_bin, "b2b_language_modeling", "b2b_gpt_tiny", "--submodel-epochs", "1", "--submodel-layers",
                  "1", "--max-epoch", "2", "--log-format", "json", "--log-interval", "1", "--save-dir", str(tmp_path),
                  "--no-save", "--submodel-trace", str(trace))
-    args = options.parse_args_and_arch(options.get_training_parser(), input_args=with_user_dir(argv))
+    args = parse_training_args(argv)
     cfg = convert_namespace_to_omegaconf(args)
     lines = []
 

@@ -1,7 +1,6 @@
 """Two-stage pre-training (Algorithm 2): sub-model sampling, restricted updates, resume,
 data-parallel training and bad input, on real text with tiny models."""
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import torch
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import fairseq_b2b  # noqa: E402,F401
-from fairseq_b2b.cli.train import with_user_dir  # noqa: E402
+from fairseq_b2b.checkpoints import build_trainer, parse_training_args, train_in_process  # noqa: E402
 from fairseq_b2b.tasks.two_stage import Submodel, SubmodelSampler, submodels  # noqa: E402
 
 TRAIN = [os.path.join(os.path.dirname(sys.executable), "b2b-train")]
@@ -53,55 +52,6 @@ def small_bin(data_bin, tmp_path_factory):
     valid = "valid" if os.path.exists(os.path.join(data_bin, "valid.idx")) else "train"
     _subset_split(os.path.join(data_bin, valid), str(out / "valid"), 400, vocab)
     return str(out)
-
-
-def build_trainer(argv):
-    """(cfg, task, trainer) exactly as fairseq-train builds them."""
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq.trainer import Trainer
-
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, input_args=with_user_dir(argv))
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    trainer = Trainer(cfg, task, model, criterion)
-    task.load_dataset("train")
-    return cfg, task, trainer
-
-
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(f"{record.levelname}:{record.name}:{record.getMessage()}")
-
-
-def train_in_process(argv):
-    """fairseq-train's main in this process (no start-up cost); returns its log lines."""
-    from fairseq import checkpoint_utils, distributed_utils, options
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq_cli import train as fairseq_train
-
-    if hasattr(checkpoint_utils.save_checkpoint, "best"):
-        del checkpoint_utils.save_checkpoint.best
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, input_args=with_user_dir(argv))
-    cfg = convert_namespace_to_omegaconf(args)
-    handler, root = _Records(), logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        distributed_utils.call_main(cfg, fairseq_train.main)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-    return "\n".join(handler.lines)
 
 
 def run_train(argv, env=None, timeout=300):
@@ -414,9 +364,8 @@ def _initial_model(small_bin, seed):
     """The model fairseq-train builds at start (same seed, same build order)."""
     from fairseq import tasks, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq import options
 
-    args = options.parse_args_and_arch(options.get_training_parser(), input_args=with_user_dir(_dp_args(small_bin)))
+    args = parse_training_args(_dp_args(small_bin))
     cfg = convert_namespace_to_omegaconf(args)
     utils.set_torch_seed(seed)
     task = tasks.setup_task(cfg.task)
