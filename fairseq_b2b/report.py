@@ -151,7 +151,9 @@ def plot_curves(curves: dict, path: str, target: float | None = None, title: str
         ax.axhline(target, color="grey", linestyle="--", linewidth=0.8, label="scratch final loss")
     ax.set_xlabel("training FLOPs")
     ax.set_ylabel("training loss (bits)")
-    ax.set_title(title or "loss vs FLOPs")
+    import textwrap
+
+    ax.set_title("\n".join(textwrap.wrap(title or "loss vs FLOPs", 70)), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

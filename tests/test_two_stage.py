@@ -304,7 +304,13 @@ def test_resume_in_stage1_equals_uninterrupted_run(small_bin, tmp_path):
     sd_b = torch.load(tmp_path / "b" / "checkpoint_last.pt", weights_only=False)
     assert all(torch.equal(sd_a["model"][k], sd_b["model"][k]) for k in sd_a["model"])
     assert sd_b["extra_state"]["B2BMaskedLMTask"]["train_flops"] == trace_a[-1]["train_flops"]
-    # tensorboard carries the cumulative value too
+    # tensorboard carries the cumulative value too (fairseq's in-process writers are closed
+    # at exit only: close them here so that every event is on disk)
+    from fairseq.logging import progress_bar
+
+    for writer in progress_bar._tensorboard_writers.values():
+        writer.close()
+    progress_bar._tensorboard_writers.clear()
     tb = dict(_events_with_tag(str(tmp_path / "tb"), "train_flops"))
     assert tb and tb[max(tb)] == pytest.approx(trace_a[-1]["train_flops"], rel=1e-6)
 
