@@ -46,6 +46,18 @@ def data_bin():
     return str(result["data_bin"])
 
 
+@pytest.fixture(scope="session")
+def bpe_corpus(data_bin):
+    """The test data-bin with its BPE codes (b2b-preprocess's layout: codes beside data-bin/)."""
+    from pathlib import Path
+
+    corpus = {"data_bin": Path(data_bin), "codes": Path(data_bin).parent / "bpe.codes",
+              "dict": Path(data_bin) / "dict.txt"}
+    if not corpus["codes"].is_file():
+        pytest.skip(f"the test data-bin {data_bin} has no bpe.codes beside it (not made by b2b-preprocess)")
+    return corpus
+
+
 def _train_small(tmp_path_factory, data_bin, task, arch, name, updates=30):
     save = tmp_path_factory.mktemp(name)
     run_cli("b2b-train", data_bin, "--task", task, *(["--criterion", "masked_lm"] if task == "masked_lm" else []),

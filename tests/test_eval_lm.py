@@ -40,16 +40,6 @@ def eval_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def bpe_corpus(data_bin):
-    """The test data-bin with its BPE codes (b2b-preprocess's layout: codes beside data-bin/)."""
-    corpus = {"data_bin": Path(data_bin), "codes": Path(data_bin).parent / "bpe.codes",
-              "dict": Path(data_bin) / "dict.txt"}
-    if not corpus["codes"].is_file():
-        pytest.skip(f"the test data-bin {data_bin} has no bpe.codes beside it (not made by b2b-preprocess)")
-    return corpus
-
-
-@pytest.fixture(scope="module")
 def tiny_gpt(small_gpt):
     return small_gpt
 

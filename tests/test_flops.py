@@ -1,7 +1,6 @@
 """FLOPs metering: the logged FLOPs equal the formula of fairseq_b2b.flops on the shapes that
 ran, and the formula equals the matmul FLOPs torch actually executes."""
 import json
-import logging
 import os
 
 import pytest
@@ -11,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import fairseq_b2b  # noqa: E402,F401
-from fairseq_b2b.checkpoints import build_trainer, parse_training_args  # noqa: E402
+from fairseq_b2b.checkpoints import build_trainer, train_in_process  # noqa: E402
 from fairseq_b2b.flops import FlopsModel  # noqa: E402
 
 T, B = 32, 4  # tokens per sample, sequences per batch
@@ -116,32 +115,12 @@ def test_formula_equals_executed_matmul_flops(exact_bin, task, arch, lb):
 def test_logged_flops_equal_formula_for_known_shapes(exact_bin, tmp_path):
     """fairseq-train (GPT tiny: 2 layers, D=64, F=256, lb=1, every batch B x T without pads):
     each update's increment of the logged cumulative train_flops equals the hand formula."""
-    from fairseq import distributed_utils
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq_cli import train as fairseq_train
-
     trace = tmp_path / "trace"
     argv = _args(exact_bin, "b2b_language_modeling", "b2b_gpt_tiny", "--submodel-epochs", "1", "--submodel-layers",
                  "1", "--max-epoch", "2", "--log-format", "json", "--log-interval", "1", "--save-dir", str(tmp_path),
                  "--no-save", "--submodel-trace", str(trace))
-    args = parse_training_args(argv)
-    cfg = convert_namespace_to_omegaconf(args)
-    lines = []
-
-    class Grab(logging.Handler):
-        def emit(self, record):
-            if record.name == "train_inner":
-                lines.append(json.loads(record.getMessage()))
-
-    handler, root = Grab(logging.INFO), logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        distributed_utils.call_main(cfg, fairseq_train.main)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
+    log = train_in_process(argv)
+    lines = [json.loads(line.split(":", 2)[2]) for line in log.splitlines() if line.startswith("INFO:train_inner:")]
 
     with open(os.path.join(exact_bin, "dict.txt"), encoding="utf-8") as f:
         vocab = len(f.read().splitlines()) + 4  # + <s>, <pad>, </s>, <unk>

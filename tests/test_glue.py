@@ -110,16 +110,6 @@ def test_every_glue_tsv_layout_gives_its_texts_and_labels(tmp_path):
 # ------------------------------------------------------------------------------ end to end
 
 @pytest.fixture(scope="module")
-def bpe_corpus(data_bin):
-    """The test data-bin with its BPE codes (b2b-preprocess's layout: codes beside data-bin/)."""
-    corpus = {"data_bin": Path(data_bin), "codes": Path(data_bin).parent / "bpe.codes",
-              "dict": Path(data_bin) / "dict.txt"}
-    if not corpus["codes"].is_file():
-        pytest.skip(f"the test data-bin {data_bin} has no bpe.codes beside it (not made by b2b-preprocess)")
-    return corpus
-
-
-@pytest.fixture(scope="module")
 def grown_bert(small_bert, bpe_corpus, tmp_path_factory):
     """small_bert (b2b_bert_tiny, 2 x 64) grown with AKI into b2b_bert_tiny_wide (2 x 128)."""
     grown = str(tmp_path_factory.mktemp("grown") / "grown_tiny_wide.pt")
