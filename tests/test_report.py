@@ -72,3 +72,32 @@ def test_cli_errors_are_one_line(tmp_path):
     with pytest.raises(SystemExit) as e:
         report_cli.main([str(tmp_path)])
     assert "experiment.json" in str(e.value.code)
+
+
+def test_experiment_directory_mode_reads_the_manifest(tmp_path, capsys):
+    """b2b-report DIR (as b2b-experiment writes it): groups, source FLOPs charged to grown runs
+    only, Table 1 and the Eb ablation from the manifest."""
+    write_log(tmp_path / "runs" / "bert_source" / "train.log", [(1e11, 9), (2e11, 8)])
+    write_log(tmp_path / "runs" / "bert_scratch" / "train.log", [(1e12, 10), (2e12, 8), (4e12, 6)])
+    write_log(tmp_path / "runs" / "bert_aki" / "train.log", [(1e12, 7), (2e12, 5)])
+    write_log(tmp_path / "runs" / "bert_stack" / "train.log", [(1e12, 9), (3e12, 6)])
+    os.makedirs(tmp_path / "growth")
+    json.dump({"source_loss": 8.0, "grown_loss": 8.1, "max_abs_logit_diff": 3.0,
+               "source_shape": "(L=2, D=64, FFN=256, heads=2)", "target_shape": "(L=2, D=128, FFN=512, heads=4)"},
+              open(tmp_path / "growth" / "bert_aki.json", "w"))
+    manifest = {"groups": [{"family": "bert", "scratch": "scratch", "source_run": "runs/bert_source",
+                            "runs": {"scratch": "runs/bert_scratch", "AKI": "runs/bert_aki",
+                                     "StackBERT": "runs/bert_stack"},
+                            "charged_source": ["AKI"], "growth_reports": {"AKI": "growth/bert_aki.json"},
+                            "ablation_eb": {"0": "AKI"}}]}
+    json.dump(manifest, open(tmp_path / "experiment.json", "w"))
+    report_cli.main([str(tmp_path), "--no-plots"])
+    printed = capsys.readouterr().out
+    assert "S(L=2, D=64, FFN=256, heads=2) -> T(L=2, D=128, FFN=512, heads=4)" in printed
+    res = json.load(open(tmp_path / "results.json"))["bert"]
+    assert res["target_loss"] == 6.0 and res["scratch_flops_to_target"] == pytest.approx(4e12)
+    aki, stack = res["methods"]["AKI"], res["methods"]["StackBERT"]
+    assert aki["flops_to_target"] == pytest.approx(1.5e12) and aki["saving"] == pytest.approx(1 - 1.5 / 4)
+    assert aki["saving_with_source"] == pytest.approx(1 - 1.7 / 4)  # the source's 2e11 FLOPs charged
+    assert stack["saving"] == stack["saving_with_source"] == pytest.approx(0.25)  # no source: nothing charged
+    assert res["table1"]["AKI"]["grown_loss"] == 8.1 and res["ablation_eb"] == {"0": pytest.approx(1 - 1.5 / 4)}
