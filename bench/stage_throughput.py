@@ -3,7 +3,7 @@
 same batches; prints one JSON object. Times are process CPU time per update (one thread; other jobs on a
 shared machine inflate wall time, which is reported too).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/stage_throughput.py [--data DATA_BIN]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/stage_throughput.py [--data DATA_BIN]   (default: the built-in corpus)
 
 Each round runs one update of every configuration in a rotating order (so drift and load from
 other processes hit all of them alike); the reported time is the median over rounds. FLOPs per
@@ -41,7 +41,8 @@ def full_batches(trainer, task, batch_size, tokens, limit):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=os.environ.get("B2B_DATA_BIN", "/tmp/dev/bin"), help="a fairseq data-bin")
+    p.add_argument("--data", default=os.environ.get("B2B_DATA_BIN"),
+                   help="a fairseq data-bin (default: the built-in corpus, prepared once into the cache)")
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--heads", type=int, default=4)
@@ -51,6 +52,11 @@ def main():
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--warmup", type=int, default=2)
     a = p.parse_args()
+    if a.data is None:
+        from fairseq_b2b.data import prepare_builtin
+        from fairseq_b2b.data.corpus import cache_dir
+
+        a.data = str(prepare_builtin(cache_dir() / "bench-builtin")["data_bin"])
     if not os.path.exists(os.path.join(a.data, "dict.txt")):
         sys.exit(f"no data-bin at {a.data}: pass --data")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
