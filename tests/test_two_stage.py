@@ -157,19 +157,28 @@ def _same_state(a, b):
         torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
 
 
+ON_CUDA = "on-cuda"  # marker in ``extra``: run on the GPU (the test skips without one)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (real fp16 kernels)")
+
+
 @pytest.mark.parametrize("family,arch,lb,extra", [
     ("bert", "b2b_bert_tiny_deep", 1, []),
     ("bert", "b2b_bert_tiny_deep", 3, ["--memory-efficient-fp16", "--lr", "5e-3"]),
     ("gpt", "b2b_gpt_mini", 3, ["--fp16", "--lr", "5e-3"]),
-], ids=["bert-fp32-lb1", "bert-memory-efficient-fp16-lb3", "gpt-fp16-lb3"])
+    pytest.param("bert", "b2b_bert_tiny_deep", 3, ["--fp16", "--lr", "5e-3", ON_CUDA], marks=needs_cuda),
+    pytest.param("gpt", "b2b_gpt_mini", 3, ["--memory-efficient-fp16", "--lr", "5e-3", ON_CUDA], marks=needs_cuda),
+], ids=["bert-fp32-lb1", "bert-memory-efficient-fp16-lb3", "gpt-fp16-lb3", "bert-cuda-fp16-lb3",
+        "gpt-cuda-memory-efficient-fp16-lb3"])
 def test_stage1_updates_only_the_active_parameters(small_bin, family, arch, lb, extra):
     """After every stage-1 update, parameters outside the sampled sub-model's top lb layers and
     the head are bit-identical, and so is their Adam state (moments, step; fp32 master copy);
     the updated ones changed. Weight decay is on and, as under legacy_ddp, inactive parameters
     get zero gradients, so a drifting update would show."""
     task_name = "b2b_masked_lm" if family == "bert" else "b2b_language_modeling"
+    common_args = [a for a in COMMON if a != "--cpu"] if ON_CUDA in extra else COMMON
+    extra = [a for a in extra if a != ON_CUDA]
     cfg, task, trainer = build_trainer([small_bin, "--task", task_name, "--arch", arch, "--submodel-epochs", "1",
-                                        "--submodel-layers", str(lb), "--max-epoch", "2", "--seed", "3"] + COMMON
+                                        "--submodel-layers", str(lb), "--max-epoch", "2", "--seed", "3"] + common_args
                                        + extra)
     if "--fp16" in extra:  # forced per-parameter master copies, logged
         assert cfg.common.fp16_no_flatten_grads and not trainer.optimizer.has_flat_params
