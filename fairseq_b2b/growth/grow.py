@@ -164,10 +164,15 @@ def grow_state_dict(
     ``exact`` (fpi only) keeps the function at any width ratio for pre-LN models: the stream
     is ``k`` full copies plus entries equal to its mean, LayerNorm gains and eps are rescaled.
     """
-    check_growable(src, tgt, method, exact)
-    unknown = _unknown_layer_keys(layout, source)
+    described = {p.name for p in layout.globals}
+    unknown = _unknown_layer_keys(layout, source) or [
+        k for k, v in source.items() if not layout.is_layer_key(k) and k not in described and torch.is_tensor(v)
+        and v.is_floating_point() and v.dim() >= 2]
     if unknown:
-        raise GrowthError(f"source layer parameter '{unknown[0]}' is not part of the {layout.family} layout: the source arch is not supported")
+        raise GrowthError(f"source parameter '{unknown[0]}' is not part of the {layout.family} layout: the source arch is "
+                          "not supported (e.g. a transformer_lm with --decoder-input-dim != --decoder-embed-dim, "
+                          "or with untied/adaptive embeddings)")
+    check_growable(src, tgt, method, exact)
     if method == "direct_copy":
         if target_init is None:
             raise GrowthError("direct_copy needs the target's own initial state dict (target_init)")
@@ -193,7 +198,6 @@ def grow_state_dict(
         for name, t in widened[j].items():
             # the first use of a T1 layer keeps its tensors; later copies get their own storage
             out[layout.layer_key(i, name)] = t if order.index(j) == i else t.clone()
-    described = {p.name for p in layout.globals}
     for key, value in source.items():
         if key not in out and key not in described and not layout.is_layer_key(key):
             out[key] = value  # buffers such as "version": carried over unchanged
