@@ -126,3 +126,13 @@ def test_bad_input_from_the_command_line_prints_one_line(tmp_path, small_bert):
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "head size mismatch" in proc.stderr and not (tmp_path / "x.pt").exists()
+
+
+def test_a_stock_fairseq_roberta_checkpoint_grows_exactly(tmp_path, data_bin):
+    """--init-from-small / b2b-grow also take stock fairseq `roberta` checkpoints."""
+    run_cli("fairseq-train", data_bin, "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta",
+            "--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-attention-heads", "2",
+            "--encoder-ffn-embed-dim", "256", "--max-update", "10", "--save-dir", tmp_path / "rob", *TINY)
+    report = grow(tmp_path, str(tmp_path / "rob" / "checkpoint_last.pt"), "b2b_bert_tiny_wide", data=data_bin)
+    assert report["source_shape"] == "(L=2, D=64, FFN=256, heads=2)"
+    assert report["max_abs_logit_diff"] < 1e-5

@@ -221,3 +221,11 @@ def test_property_shapes_and_residual_mapping_consistent(case):
         summed = torch.zeros(reader.shape[0], src.embed_dim).index_add_(1, g[copies], reader[:, copies])
         first = summed[: src.ffn_dim]
         assert torch.allclose(first, sd[layout.layer_key(j, "fc1.weight")][ffn[: src.ffn_dim]], atol=1e-5)
+
+
+def test_a_source_parameter_outside_the_layout_is_refused():
+    src, tgt = ModelShape(2, 64, 256, 2), ModelShape(2, 128, 512, 4)
+    sd = random_state_dict(GPT, src)
+    sd["decoder.project_in_dim.weight"] = torch.randn(64, 64)  # transformer_lm with input dim != embed dim
+    with pytest.raises(GrowthError, match="project_in_dim.weight' is not part of the gpt layout"):
+        grow_state_dict(sd, GPT, src, tgt, method="fpi")
