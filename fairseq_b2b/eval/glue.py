@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..data.steps import file_digest
 from ..errors import B2BError
 from .common import (EvalError, atomic_write, bpe_lines, check_dictionary, checkpoint_summary, device_flags,
                      fairseq_preprocess, fmt_cmd, get, last_line)
@@ -188,14 +189,6 @@ def split_files(spec: TaskSpec) -> Dict[str, str]:
 
 # ------------------------------------------------------------------------------ prepare
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def prepare_task(spec: TaskSpec, glue_dir: Path, codes: Path, dict_path: Path, out: Path,
                  workers: int = 1, verbose: bool = False) -> Dict:
     """``out/<TASK>-bin`` in fairseq's RoBERTa GLUE layout; reused when inputs are unchanged."""
@@ -205,9 +198,9 @@ def prepare_task(spec: TaskSpec, glue_dir: Path, codes: Path, dict_path: Path, o
         if not path.is_file():
             raise EvalError(f"{spec.name}: {path} not found (expected the GLUE layout DIR/{spec.name}/"
                             f"{path.name}, as the GLUE download script writes it)")
-    key = hashlib.sha256(json.dumps({"v": PREP_VERSION, "spec": repr(spec), "codes": _digest(codes),
-                                     "dict": _digest(dict_path),
-                                     "tsv": {s: _digest(p) for s, p in files.items()}}, sort_keys=True)
+    key = hashlib.sha256(json.dumps({"v": PREP_VERSION, "spec": repr(spec), "codes": file_digest(codes),
+                                     "dict": file_digest(dict_path),
+                                     "tsv": {s: file_digest(p) for s, p in files.items()}}, sort_keys=True)
                          .encode()).hexdigest()
     dest = Path(out) / f"{spec.name}-bin"
     meta_path = dest / "b2b-glue.json"
@@ -449,7 +442,7 @@ def run_setting(spec: TaskSpec, meta: Dict, data_bin: Path, ckpt: str, summary: 
                 run_dir: Path, args) -> Dict:
     """Train one grid point (unless its result exists) and score its best checkpoint on dev."""
     argv = train_args(spec, meta, data_bin, ckpt, summary, setting, run_dir, args)
-    key = hashlib.sha256(json.dumps([meta["key"], _digest(Path(ckpt)), argv[1:]], default=str).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([meta["key"], file_digest(Path(ckpt)), argv[1:]], default=str).encode()).hexdigest()
     result_path = run_dir / "result.json"
     if result_path.is_file():
         result = json.loads(result_path.read_text())

@@ -33,8 +33,8 @@ import sys
 import torch
 
 from ..errors import B2BError
-from .common import (FAIRSEQ_TO_HF_ACT, MASK, META_KEY, VocabMapping, build_mapping, cli_errors, load_dictionary,
-                     mapping_from_metadata, quiet_fairseq, require_transformers, special_tokens_from_files, staging_dir)
+from .common import (BERT_LAYER_NAMES, FAIRSEQ_TO_HF_ACT, MASK, META_KEY, VocabMapping, build_mapping, cli_errors,
+                     load_dictionary, mapping_from_metadata, quiet_fairseq, require_transformers, special_tokens_from_files, staging_dir)
 
 _CONFIG_DROP = ("_name_or_path", "transformers_version", "architectures", "torch_dtype", "dtype", "auto_map")
 
@@ -134,14 +134,8 @@ def bert_to_hf(sd: dict, args, L: int, mapping: VocabMapping, token_types, with_
     out[p + "embeddings.position_embeddings.weight"] = pos.clone()
     out[p + "embeddings.LayerNorm.weight"] = sd[E + "layernorm_embedding.weight"]
     out[p + "embeddings.LayerNorm.bias"] = sd[E + "layernorm_embedding.bias"]
-    names = {
-        "attention.self.query": "self_attn.q_proj", "attention.self.key": "self_attn.k_proj",
-        "attention.self.value": "self_attn.v_proj", "attention.output.dense": "self_attn.out_proj",
-        "attention.output.LayerNorm": "self_attn_layer_norm", "intermediate.dense": "fc1",
-        "output.dense": "fc2", "output.LayerNorm": "final_layer_norm",
-    }
     for i in range(L):
-        for hf_name, fs_name in names.items():
+        for hf_name, fs_name in BERT_LAYER_NAMES.items():
             for w in ("weight", "bias"):
                 out[f"{p}encoder.layer.{i}.{hf_name}.{w}"] = sd[f"{E}layers.{i}.{fs_name}.{w}"]
     if with_head:

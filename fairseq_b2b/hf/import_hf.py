@@ -29,7 +29,7 @@ import sys
 import torch
 
 from ..errors import B2BError
-from .common import (FAMILIES, HF_MODEL_TYPES, HF_TO_FAIRSEQ_ACT, META_FORMAT, META_KEY, build_fairseq,
+from .common import (BERT_LAYER_NAMES, FAMILIES, HF_MODEL_TYPES, HF_TO_FAIRSEQ_ACT, META_FORMAT, META_KEY, build_fairseq,
                      build_mapping, check_dict_roundtrip, cli_errors, load_dictionary, one_line,
                      require_safetensors, save_checkpoint, special_tokens_from_files, staging_dir, write_dict)
 
@@ -179,14 +179,8 @@ def bert_state(hf: dict, config: dict, mapping, src: str, notes: list) -> tuple[
     out[E + "embed_positions.weight"] = _zero_pad_rows(pos)
     out[E + "layernorm_embedding.weight"] = w.pop("embeddings.LayerNorm.weight")
     out[E + "layernorm_embedding.bias"] = w.pop("embeddings.LayerNorm.bias")
-    names = {
-        "attention.self.query": "self_attn.q_proj", "attention.self.key": "self_attn.k_proj",
-        "attention.self.value": "self_attn.v_proj", "attention.output.dense": "self_attn.out_proj",
-        "attention.output.LayerNorm": "self_attn_layer_norm", "intermediate.dense": "fc1",
-        "output.dense": "fc2", "output.LayerNorm": "final_layer_norm",
-    }
     for i in range(layers):
-        for hf_name, fs_name in names.items():
+        for hf_name, fs_name in BERT_LAYER_NAMES.items():
             for p in ("weight", "bias"):
                 out[f"{E}layers.{i}.{fs_name}.{p}"] = w.pop(f"encoder.layer.{i}.{hf_name}.{p}")
     w.maybe("embeddings.position_ids")
