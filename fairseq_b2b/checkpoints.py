@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 
 import torch
 
@@ -28,6 +28,50 @@ def build_from_args(args):
     return cfg, task, model
 
 
+def new_temp_file(directory: str, prefix: str = ".tmp-", suffix: str = "") -> str:
+    """Create a new empty file in ``directory`` for an atomic write-then-rename, with the mode an
+    ordinary ``open`` gives (0o666 less the process umask), as ``torch.save`` and fairseq's own
+    checkpoints get.  ``tempfile.mkstemp`` would make it 0600, and the rename keeps that mode."""
+    for _ in range(100):
+        path = os.path.join(directory, f"{prefix}{secrets.token_hex(8)}{suffix}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return path
+    raise FileExistsError(f"no free temporary file name in '{directory}'")
+
+
+def process_umask() -> int:
+    """The process umask, read from /proc where it can be (``os.umask`` can only be read by
+    setting it, briefly, for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(root: str) -> None:
+    """Give ``root`` and everything under it the modes ``open`` / ``mkdir`` give (0o666 / 0o777
+    less the umask), for outputs that third-party code writes privately (transformers'
+    ``save_pretrained`` writes ``model.safetensors`` as 0600)."""
+    mask = process_umask()
+    paths = [root]
+    if os.path.isdir(root):
+        for parent, dirs, files in os.walk(root):
+            paths += [os.path.join(parent, name) for name in dirs + files]
+    for path in paths:
+        if not os.path.islink(path):
+            os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
+
+
 def save_checkpoint(path: str, cfg, model, extra: dict | None = None) -> None:
     """A fairseq checkpoint without optimizer state (loads with --restore-file,
     --finetune-from-model, fairseq's hub interface and fairseq-eval-lm).  Written to a
@@ -48,8 +92,7 @@ def save_checkpoint(path: str, cfg, model, extra: dict | None = None) -> None:
     }
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
-    os.close(fd)
+    tmp = new_temp_file(directory, prefix=".tmp-", suffix=".pt")
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)

@@ -9,9 +9,12 @@ import time
 
 from .errors import B2BError
 from .growth import GrowthError, ModelShape, grow_state_dict, infer_shape
+from .growth.grow import untied_outputs
 from .growth.layout import detect_family
+from .log_file import forward_to_fairseq_log_file
 
 logger = logging.getLogger("fairseq_b2b.growth")
+forward_to_fairseq_log_file()  # the growth record and the two-stage notes reach fairseq-train's --log-file
 
 
 def load_checkpoint(path: str) -> dict:
@@ -23,7 +26,9 @@ def load_checkpoint(path: str) -> dict:
     try:
         state = checkpoint_utils.load_checkpoint_to_cpu(path)
     except Exception as e:  # corrupt, truncated or not a torch file
-        raise B2BError(f"checkpoint '{path}' cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}): "
+        why = " ".join(str(e).split())
+        why = why if len(why) <= 120 else why[:120].rsplit(" ", 1)[0] + " ..."  # whole words only
+        raise B2BError(f"checkpoint '{path}' cannot be read ({type(e).__name__}: {why}): "
                        "it is corrupt or not a fairseq checkpoint") from None
     if not isinstance(state, dict) or "model" not in state:
         raise B2BError(f"checkpoint '{path}' has no 'model' state dict: it is not a fairseq checkpoint")
@@ -76,11 +81,14 @@ def resume_checkpoint(args) -> str | None:
 
 
 def grow_into(model, target_family: str, target_args, dict_checksum: str | None, path: str, method: str,
-              exact: bool, seed: int, embed_scale: float = 1.0, inherit_eps: bool = False) -> dict:
+              exact: bool, seed: int, embed_scale: float = 1.0, inherit_eps: bool = False,
+              weighted_layernorm: bool | None = None, notes: tuple = ()) -> dict:
     """Grow the checkpoint at ``path`` into ``model`` in place; returns a report dict.
 
     With ``inherit_eps`` (the user set no ``--layernorm-eps``) the target takes the source's
-    LayerNorm eps (e.g. 1e-12 of an imported HuggingFace BERT)."""
+    LayerNorm eps (e.g. 1e-12 of an imported HuggingFace BERT).  ``weighted_layernorm`` (default:
+    ``exact``) gives the model weighted-statistics LayerNorms (``models.weighted_layernorm``);
+    ``notes`` are logged and reported with the growth's own."""
     started = time.perf_counter()
     state = load_checkpoint(path)
     source_sd = state["model"]
@@ -106,27 +114,36 @@ def grow_into(model, target_family: str, target_args, dict_checksum: str | None,
     tgt_shape = model_shape(target_args, layout.family)
     source_sd = _adapt_embed_scale(source_sd, layout, src_args, embed_scale)
     result = grow_state_dict(source_sd, layout, src_shape, tgt_shape, method=method, exact=exact, seed=seed,
-                             target_init=target_sd)
+                             target_init=target_sd, weighted_layernorm=weighted_layernorm)
     model.load_state_dict(result.state_dict, strict=True)
+    if result.layernorm_weights:
+        from .models.weighted_layernorm import install
+
+        install(model, result.layernorm_weights)
+    result.notes[:0] = list(notes)
     eps = float(_get(src_args, "layernorm_eps", None) or 1e-5) if inherit_eps else float(
         _get(target_args, "layernorm_eps", None) or 1e-5)
     eps *= result.layernorm_eps_scale
-    if eps != _get(target_args, "layernorm_eps", None):
-        from .models.common import set_layernorm_eps
-
-        set_layernorm_eps(model, eps)
-        if not isinstance(target_args, dict):
-            target_args.layernorm_eps = eps
+    # recorded in the args; the model's LayerNorms get it from the caller (models.common.finish_build,
+    # b2b-grow): this module sits below fairseq_b2b.models and never imports models.common
+    if isinstance(target_args, dict):
+        target_args["layernorm_eps"] = eps
+    else:
+        target_args.layernorm_eps = eps
     for note in result.notes:
         logger.warning(note)
     report = {
         "notes": result.notes,
         "source": path, "source_shape": str(src_shape), "target_shape": str(tgt_shape), "method": method,
         "exact": exact, "seed": seed, "layer_order": result.layer_order, "layernorm_eps_scale": result.layernorm_eps_scale,
+        "layernorm": "weighted" if result.layernorm_weights else "standard", "layernorm_eps": eps,
+        "untied_outputs": untied_outputs(layout, source_sd),
+        "embed_dims": [src_shape.embed_dim, tgt_shape.embed_dim],
         "seconds": round(time.perf_counter() - started, 3),
     }
     logger.info(f"grew {src_shape} -> {tgt_shape} with {method}{' (exact)' if exact else ''} from {path} "
-                f"in {report['seconds']:.2f}s; depth order {result.layer_order}")
+                f"in {report['seconds']:.2f}s; depth order {result.layer_order}"
+                + (f"; {len(result.layernorm_weights)} weighted-statistics LayerNorms" if result.layernorm_weights else ""))
     return report
 
 
@@ -140,7 +157,10 @@ def _adapt_embed_scale(source_sd: dict, layout, src_args, target_embed_scale: fl
     if ratio == 1.0:
         return source_sd
     sd = dict(source_sd)
+    untied = untied_outputs(layout, source_sd)
     sd[layout.embed_tokens] = sd[layout.embed_tokens] * ratio
+    if untied:  # the output projection is its own matrix: the input scale does not reach it
+        return sd
     for alias, original in layout.tied.items():
         if original == layout.embed_tokens and alias in sd:
             sd[alias] = sd[layout.embed_tokens]
@@ -148,6 +168,25 @@ def _adapt_embed_scale(source_sd: dict, layout, src_args, target_embed_scale: fl
         if p.feeds_tied_output and p.name in sd:
             sd[p.name] = sd[p.name] / ratio
     return sd
+
+
+def weighted_layernorm_choice(exact: bool, weighted: bool, task) -> tuple:
+    """Whether ``--init-from-small`` gives the model weighted-statistics LayerNorms, and notes.
+
+    They need a task that anneals them (``--growth-anneal-updates N > 0`` of the b2b tasks);
+    otherwise the exact mode keeps standard LayerNorms (N = 0: the mean-filled exact mode)."""
+    if not (exact or weighted):
+        return False, ()
+    task_cfg = getattr(task, "b2b_cfg", None)  # the two-stage tasks' config (language_modeling keeps no task.cfg)
+    anneal = _get(task_cfg if task_cfg is not None else getattr(task, "cfg", None), "growth_anneal_updates", None)
+    if anneal:
+        return True, ()
+    why = ("--growth-anneal-updates 0" if anneal is not None else
+           f"the task {type(task).__name__} does not anneal LayerNorms (the b2b_masked_lm / b2b_language_modeling tasks do)")
+    if exact:
+        return False, (f"{why}: the exact mode keeps standard LayerNorms (mean-filled stream entries, LayerNorm gains "
+                       "and eps rescaled): exact for pre-LN models, and for post-LN at integer width ratios only",)
+    return False, (f"{why}: --growth-weighted-layernorm is ignored, the LayerNorms stay standard",)
 
 
 def maybe_grow(model, family: str, args, task, inherit_eps: bool = False) -> None:
@@ -158,18 +197,22 @@ def maybe_grow(model, family: str, args, task, inherit_eps: bool = False) -> Non
     resume = resume_checkpoint(args)
     if resume is not None:
         logger.info(f"--init-from-small: {resume} will be restored, growth from {path} skipped")
-        if inherit_eps:  # the grown run's LayerNorm eps came from its source: keep it on resume
-            eps = _get(checkpoint_model_args(load_checkpoint(resume)), "layernorm_eps", None)
-            if eps:
-                from .models.common import set_layernorm_eps
-
-                set_layernorm_eps(model, float(eps))
-                args.layernorm_eps = float(eps)
+        restored = checkpoint_model_args(load_checkpoint(resume))
+        eps = _get(restored, "layernorm_eps", None)
+        if inherit_eps and eps:  # the grown run's LayerNorm eps came from its source: keep it on resume
+            args.layernorm_eps = float(eps)  # finish_build sets it on the model
+        # as after a growth: the saved args say where the weights came from, and loading a
+        # checkpoint of the resumed run never grows again
+        args.b2b_grown_from = _get(restored, "b2b_grown_from", None)
+        args.init_from_small = None
         return
+    exact = bool(_get(args, "growth_exact", False))
+    weighted, notes = weighted_layernorm_choice(exact, bool(_get(args, "growth_weighted_layernorm", False)), task)
     try:
         report = grow_into(model, family, args, _get(args, "b2b_dictionary_checksum"), path,
-                           _get(args, "growth_method", "aki"), bool(_get(args, "growth_exact", False)),
-                           int(_get(args, "growth_seed", 1)), model.embed_scale_value(), inherit_eps)
+                           _get(args, "growth_method", "aki"), exact,
+                           int(_get(args, "growth_seed", 1)), model.embed_scale_value(), inherit_eps,
+                           weighted_layernorm=weighted, notes=notes)
     except GrowthError as e:
         raise SystemExit(f"fairseq-b2b: error: {e}") from None
     # The checkpoints of this run already hold the grown weights: a later load of them (eval,

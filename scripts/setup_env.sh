@@ -16,3 +16,17 @@ if ! .venv/bin/python -c "import fairseq, fastBPE, sacremoses, pytest, hypothesi
       fairseq-fixed fastbpe sacremoses pytest hypothesis matplotlib tensorboardX transformers safetensors
   .venv/bin/pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
 fi
+# fairseq-fixed declares torchaudio, and pip brings the newest (2.11.1), whose C extension does
+# not load beside torch 2.13; transformers imports torchaudio whenever it is installed, so
+# `from transformers import BertModel` would fail.  fairseq imports torchaudio only inside its
+# speech code (lazily), never for masked_lm / language_modeling / eval-lm / preprocess, so the
+# tested stack has no torchaudio.  This also removes one left over from an older .venv or
+# brought back by a later `pip install`.
+if .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torchaudio') is None)"; then
+  echo "setup_env: removing torchaudio (not needed for text tasks; the available one does not load beside torch 2.13)"
+  .venv/bin/pip uninstall -q -y --disable-pip-version-check torchaudio
+fi
+if ! .venv/bin/python -c "from transformers import BertModel, GPT2LMHeadModel" 2>/dev/null; then
+  echo "setup_env: error: .venv/bin/python cannot import transformers' BertModel/GPT2LMHeadModel; remove .venv and rerun" >&2
+  exit 1
+fi

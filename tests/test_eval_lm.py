@@ -191,3 +191,82 @@ def test_other_bad_input_is_one_line(tiny_gpt, bpe_corpus, tmp_path):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert needle in one_line_error(e)
+
+
+# ------------------------------------------------------------------------------ <unk> and detokenization
+
+UNK_TEXT = ("<unk> said the <unk> , \" <unk> \" is a <unk> <unk> of the state @-@ of @-@ the @-@ art .\n"
+            "\n"
+            "To be , or not to be ( <unk> ) : that is the question <unk>\n"
+            "the word x<unk> is not the marker , nor is <UNK> .\n")
+UNK_WORDS = 7  # whitespace-delimited "<unk>" words above
+
+
+def binarized_ids(workdir, name, dict_path):
+    from fairseq.data import Dictionary, data_utils
+
+    d = Dictionary.load(str(dict_path))
+    data = data_utils.load_indexed_dataset(str(Path(workdir) / name / "data-bin" / "test"), d)
+    return d, [data[i] for i in range(len(data))]
+
+
+def test_file_unk_is_the_dictionarys_unk_one_token_one_word(tiny_gpt, bpe_corpus, tmp_path, capsys):
+    text = tmp_path / "unk.txt"
+    text.write_text(UNK_TEXT, encoding="utf-8")
+    report = main([*base_args(tiny_gpt, bpe_corpus), "--eval-file", str(text), "--workdir", str(tmp_path / "w")])
+    out = capsys.readouterr().out
+    row = report["results"][0]
+    assert report["unk_word"] == "<unk>" and report["detokenize"] == "none"
+    assert row["unk_words"] == UNK_WORDS
+    assert (row["words"], row["lines"]) == word_count(text)  # each <unk> one word, as in the file
+    bpe = (tmp_path / "w" / "unk" / "test.bpe").read_text(encoding="utf-8").split("\n")[:-1]
+    assert [line.split().count("<unk>") for line in bpe] == [5, 0, 2, 0]
+    assert bpe[2].split()[-1] == "<unk>" and bpe[0].split()[0] == "<unk>"
+    # x<unk> and <UNK> are not the marker: ordinary text, split by Moses into < ... > like any other
+    assert row["unknown_examples"].get("<") == 2 and row["unknown_examples"].get(">") == 2
+    # <unk> is one known unit (the dictionary's own symbol), so it is not an unknown BPE unit
+    assert "<unk>" not in row["unknown_examples"]
+    assert row["tokens"] == row["bpe_units"] + row["lines"] == sum(len(line.split()) for line in bpe) + 4
+    d, ids = binarized_ids(tmp_path / "w", "unk", bpe_corpus["dict"])
+    assert sum(int((s == d.unk()).sum()) for s in ids) == row["unk_words"] + row["unknown_units"]
+    assert [int(s[0]) for s in ids if len(s) > 1][0] == d.unk()  # the line starting with <unk>
+    nll, tokens, lines = independent_nll(tiny_gpt, bpe_corpus["data_bin"], tmp_path / "w" / "unk" / "data-bin" / "test",
+                                         64, 32)
+    assert tokens == row["tokens"] and row["nll_nats"] == pytest.approx(nll, rel=1e-6)
+    assert "<unk> words" in out and "scored as the dictionary's <unk>" in out and "one token (the dictionary's <unk>)" in out
+
+    # the old way (tokenized as text): each <unk> becomes the three pieces < unk >, two of them unknown
+    plain = main([*base_args(tiny_gpt, bpe_corpus), "--eval-file", str(text), "--unk-word", "",
+                  "--workdir", str(tmp_path / "p")])["results"][0]
+    assert plain["unk_words"] == 0 and plain["words"] == row["words"]
+    assert plain["unknown_examples"].get("<", 0) >= UNK_WORDS and plain["unknown_examples"].get(">", 0) >= UNK_WORDS
+    assert plain["bpe_units"] >= row["bpe_units"] + 2 * UNK_WORDS
+    assert plain["unknown_units"] >= row["unknown_units"] + 2 * UNK_WORDS
+
+
+def test_wikitext_detokenization_option(tiny_gpt, bpe_corpus, tmp_path, capsys):
+    from fairseq_b2b.eval.lm import wikitext_detokenize
+
+    assert wikitext_detokenize(" = = Gameplay = = ") == "== Gameplay =="
+    assert wikitext_detokenize("1 @,@ 000 men of the state @-@ of @-@ the @-@ art , 3 @.@ 5 m ( 11 ft ) .") == \
+        "1,000 men of the state-of-the-art, 3.5 m (11 ft)."
+    assert wikitext_detokenize("he said \" go \" ; it 's over , they do n't know ! $ 5 , 50 %") == \
+        "he said \"go\"; it's over, they don't know! $5, 50%"
+    text = tmp_path / "wt.txt"
+    text.write_text(UNK_TEXT, encoding="utf-8")
+    report = main([*base_args(tiny_gpt, bpe_corpus), "--eval-file", str(text), "--detokenize", "wikitext",
+                   "--workdir", str(tmp_path / "w")])
+    assert "detokenization wikitext" in capsys.readouterr().out
+    row = report["results"][0]
+    assert report["detokenize"] == "wikitext" and row["unk_words"] == UNK_WORDS
+    assert (row["words"], row["lines"]) == word_count(text)  # per word is still per word of the original file
+    bpe = (tmp_path / "w" / "wt" / "test.bpe").read_text(encoding="utf-8")
+
+    def at_signs(bpe_text):  # "@" in a BPE unit, not counting the "@@" continuation mark
+        return sum(unit.removesuffix("@@").count("@") for unit in bpe_text.split())
+
+    assert at_signs(bpe) == 0 and bpe.count("<unk>") >= UNK_WORDS
+    plain = main([*base_args(tiny_gpt, bpe_corpus), "--eval-file", str(text), "--workdir", str(tmp_path / "p")])
+    assert plain["results"][0]["bpe_units"] > row["bpe_units"]  # the @-@ escapes are gone
+    assert at_signs((tmp_path / "p" / "wt" / "test.bpe").read_text(encoding="utf-8")) == 6  # 3 x " @-@ " kept
+    assert plain["results"][0]["nll_nats"] != row["nll_nats"]

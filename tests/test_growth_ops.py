@@ -130,10 +130,11 @@ def test_direct_copy_refuses_a_source_tensor_larger_than_the_target():
 
 
 def test_exact_mode_layernorm_rescaling():
-    """Exact mode: extras of the stream are its mean; LayerNorm gains * sqrt(k d / D), eps too."""
+    """The standard-LayerNorm exact mode (--growth-anneal-updates 0): extras of the stream are
+    its mean; LayerNorm gains * sqrt(k d / D), eps too."""
     src, tgt = ModelShape(2, 64, 256, 2), ModelShape(2, 96, 384, 3)
     sd = random_state_dict(GPT, src)
-    res = grow_state_dict(sd, GPT, src, tgt, method="fpi", exact=True)
+    res = grow_state_dict(sd, GPT, src, tgt, method="fpi", exact=True, weighted_layernorm=False)
     out = res.state_dict
     assert res.layernorm_eps_scale == pytest.approx(64 / 96)
     g = out[GPT.layer_key(0, "self_attn_layer_norm.weight")]

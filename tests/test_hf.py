@@ -349,11 +349,15 @@ def test_export_fairseq_native_model(tr, tmp_path, family):
 
 # ----------------------------------------------------------------------------- bad input
 
+PROGS = {import_main: "b2b-import-hf", export_main: "b2b-export-hf"}
+
+
 def _fail(fn, argv):
+    """The one-line error of a failed command, which starts with that command's own name."""
     with pytest.raises(SystemExit) as e:
         fn(argv)
     msg = str(e.value.code)
-    assert msg.startswith("fairseq-b2b: error: ") and "\n" not in msg, msg
+    assert msg.startswith(f"{PROGS[fn]}: error: ") and "\n" not in msg, msg
     return msg
 
 
@@ -444,7 +448,9 @@ def test_export_errors(tr, tmp_path, monkeypatch):
     with open(os.path.join(src, "vocab.txt")) as f1, open(os.path.join(out3, "vocab.txt")) as f2:
         assert f1.read() == f2.read()
     monkeypatch.setitem(sys.modules, "transformers", None)
-    assert "pip install fairseq-b2b[hf]" in _fail(export_main, [ckpt, "--output", str(tmp_path / "hf2")])
+    missing = _fail(export_main, [ckpt, "--output", str(tmp_path / "hf2")])
+    assert 'pip install ".[hf]"' in missing and "project folder" in missing, missing  # no unpublished package name
+    assert "fairseq-b2b[hf]" not in missing, missing
     assert not os.path.exists(tmp_path / "hf2")
 
 
@@ -454,7 +460,7 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 1
     err = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert err == [f"fairseq-b2b: error: '{tmp_path / 'nope'}' is not a directory: pass a HuggingFace model directory "
+    assert err == [f"b2b-import-hf: error: '{tmp_path / 'nope'}' is not a directory: pass a HuggingFace model directory "
                    "(config.json, weights, vocabulary)"], proc.stderr
 
 

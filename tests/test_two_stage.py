@@ -167,8 +167,13 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
     ("gpt", "b2b_gpt_mini", 3, ["--fp16", "--lr", "5e-3"]),
     pytest.param("bert", "b2b_bert_tiny_deep", 3, ["--fp16", "--lr", "5e-3", ON_CUDA], marks=needs_cuda),
     pytest.param("gpt", "b2b_gpt_mini", 3, ["--memory-efficient-fp16", "--lr", "5e-3", ON_CUDA], marks=needs_cuda),
+    pytest.param("bert", "b2b_bert_tiny_deep", 3, ["--bf16", "--lr", "5e-3", ON_CUDA], marks=needs_cuda),
+    pytest.param("gpt", "b2b_gpt_mini", 3, ["--bf16", "--lr", "5e-3", ON_CUDA], marks=needs_cuda),
+    pytest.param("bert", "b2b_bert_tiny_deep", 3, ["--amp", "--lr", "5e-3", ON_CUDA], marks=needs_cuda),
+    pytest.param("gpt", "b2b_gpt_mini", 3, ["--amp", "--lr", "5e-3", ON_CUDA], marks=needs_cuda),
 ], ids=["bert-fp32-lb1", "bert-memory-efficient-fp16-lb3", "gpt-fp16-lb3", "bert-cuda-fp16-lb3",
-        "gpt-cuda-memory-efficient-fp16-lb3"])
+        "gpt-cuda-memory-efficient-fp16-lb3", "bert-cuda-bf16-lb3", "gpt-cuda-bf16-lb3", "bert-cuda-amp-lb3",
+        "gpt-cuda-amp-lb3"])
 def test_stage1_updates_only_the_active_parameters(small_bin, family, arch, lb, extra):
     """After every stage-1 update, parameters outside the sampled sub-model's top lb layers and
     the head are bit-identical, and so is their Adam state (moments, step; fp32 master copy);
@@ -180,7 +185,7 @@ def test_stage1_updates_only_the_active_parameters(small_bin, family, arch, lb, 
     cfg, task, trainer = build_trainer([small_bin, "--task", task_name, "--arch", arch, "--submodel-epochs", "1",
                                         "--submodel-layers", str(lb), "--max-epoch", "2", "--seed", "3"] + common_args
                                        + extra)
-    if "--fp16" in extra:  # forced per-parameter master copies, logged
+    if "--fp16" in extra or "--bf16" in extra:  # forced per-parameter master copies, logged
         assert cfg.common.fp16_no_flatten_grads and not trainer.optimizer.has_flat_params
     itr = trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=True)
     trainer.begin_epoch(1)
@@ -437,6 +442,9 @@ def _cli_error(argv):
     (["--submodel-epochs", "-1"], "--submodel-epochs -1 is negative"),
     (["--submodel-epochs", "3", "--max-epoch", "3"], "leaves no full-model epoch with --max-epoch 3"),
     (["--criterion", "cross_entropy"], "needs --criterion masked_lm"),
+    (["--submodel-epochs", "1", "--max-epoch", "2", "--ddp-backend", "fully_sharded"],
+     "does not support --ddp-backend fully_sharded"),
+    (["--submodel-epochs", "1", "--max-epoch", "2", "--ddp-backend", "slowmo"], "does not support --ddp-backend slowmo"),
 ])
 def test_bad_input_is_a_one_line_error(small_bin, tmp_path, opts, needle):
     argv = [small_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_deep", "--save-dir", str(tmp_path)] \
@@ -461,3 +469,30 @@ def test_masked_lm_criterion_is_the_default(small_bin):
     cfg, task, trainer = build_trainer([small_bin, "--task", "b2b_language_modeling", "--arch", "b2b_gpt_tiny",
                                         "--submodel-epochs", "0"] + COMMON)
     assert type(trainer.get_criterion()).__name__ == "CrossEntropyCriterion"
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt"])
+def test_stage1_can_train_the_embedding_block(small_bin, family):
+    """--submodel-train-embeddings (Algorithm 2 line 6 read as forward and backward of the whole
+    sub-model): the bottom sub-model's update also trains token lookup, positions and the
+    embedding LayerNorm; the higher sub-models still leave the embedding block alone."""
+    task_name, arch = ("b2b_masked_lm", "b2b_bert_tiny_deep") if family == "bert" else \
+        ("b2b_language_modeling", "b2b_gpt_mini")
+    cfg, task, trainer = build_trainer([small_bin, "--task", task_name, "--arch", arch, "--submodel-epochs", "1",
+                                        "--submodel-layers", "2", "--max-epoch", "2", "--submodel-train-embeddings"]
+                                       + COMMON)
+    assert all(s.train_embeddings for s in task._sampler.submodels)
+    batch = next(iter(trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=False)))
+    batch = trainer._prepare_sample(batch)[0]
+    trainer.begin_epoch(1)
+    model = trainer.get_model()
+    owner = model.encoder.sentence_encoder if family == "bert" else model.decoder
+    for depth, embeddings_trained in ((2, True), (4, False)):
+        u = next(u for u in range(100) if task.submodel_for(u).depth == depth)
+        trainer.zero_grad()
+        task.train_step(batch, trainer.model, trainer.criterion, trainer.optimizer, u)
+        assert (owner.embed_positions.weight.grad is not None) == embeddings_trained, depth
+        sub = task.submodel_for(u)
+        active = {id(p) for p in task._active_params(model, sub)}
+        assert (id(owner.embed_positions.weight) in active) == embeddings_trained
+        assert sub.frozen_input == (not embeddings_trained)

@@ -1,41 +1,66 @@
-"""``b2b-experiment --preset cpu|gpu|paper --output DIR``: source, growth and every method's
-training run through fairseq-train, then ``b2b-report`` on the logs."""
+"""``b2b-experiment --preset cpu|cpu-full|gpu|gpu-long|paper --output DIR [-- FAIRSEQ_OPTIONS]``:
+source, growth and every method's training run through fairseq-train, then ``b2b-report``.
+
+Options after ``--`` are passed to every fairseq-train run (e.g. ``-- --distributed-world-size 4``);
+the presets keep their effective batch at any world size by adjusting ``--update-freq``."""
 from __future__ import annotations
 
 import argparse
 import os
 
-from ..experiment import PRESETS, plan, run_experiment
+from ..experiment import PRESETS, ExperimentError, dry_run_commands, run_experiment
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="b2b-experiment", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="experiment size (default cpu)")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                   help="experiment size (default cpu): " + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
     p.add_argument("--output", required=True, help="experiment directory (finished runs in it are reused)")
-    p.add_argument("--data", default=None, help="a data-bin to use instead of the built-in corpus")
-    p.add_argument("--families", default="bert,gpt", help="bert, gpt or both (default)")
-    p.add_argument("--only", default=None, help="comma-separated run names or method labels to run (sources always run)")
-    p.add_argument("--dry-run", action="store_true", help="print the fairseq-train commands and stop")
+    p.add_argument("--data", default=None, help="a data-bin to use instead of the built-in corpus (default: the "
+                                                "built-in corpus, prepared under DIR/data)")
+    p.add_argument("--families", default="bert,gpt", help="bert, gpt or both (default bert,gpt)")
+    p.add_argument("--only", default=None, help="comma-separated run names or method labels to run; the sources they "
+                                                "grow from run too; experiment.json keeps the whole plan (default: all)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs at a time (default: the preset's; cpu presets: one per CPU core, one thread each)")
+    p.add_argument("--dry-run", action="store_true", help="print the exact shell commands and stop (default: off; prepares the "
+                                                          "built-in data first when no --data is given)")
     return p
 
 
 def main(argv=None) -> None:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, passthrough = argv[:i], argv[i + 1:]
     args = build_parser().parse_args(argv)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     bad = [f for f in families if f not in ("bert", "gpt")]
-    if bad:
-        raise SystemExit(f"b2b-experiment: error: unknown family '{bad[0]}': use --families bert,gpt")
+    if bad or not families:
+        raise SystemExit(f"b2b-experiment: error: unknown family '{bad[0] if bad else args.families}': "
+                         "use --families bert,gpt")
+    if args.jobs is not None and args.jobs < 1:
+        raise SystemExit(f"b2b-experiment: error: --jobs {args.jobs} must be >= 1")
     preset = PRESETS[args.preset]
     if preset.name == "paper" and not args.data:
         raise SystemExit("b2b-experiment: error: the paper preset needs --data DATA_BIN (Wikipedia + BookCorpus, "
                          "see preprocess/prepare_wikibooks.sh)")
-    if args.dry_run:
-        for run in plan(preset, families):
-            print(f"[{run.family}/{run.label}] b2b-train DATA {' '.join(run.argv)} --save-dir runs/{run.name}")
-        return
-    only = [o.strip() for o in args.only.split(",")] if args.only else None
-    os.environ.setdefault("OMP_NUM_THREADS", "1" if preset.name == "cpu" else os.environ.get("OMP_NUM_THREADS", "4"))
-    run_experiment(preset, os.path.abspath(args.output), args.data, families, only)
+    only = [o.strip() for o in args.only.split(",") if o.strip()] if args.only else None
+    root = os.path.abspath(args.output)
+    try:
+        if args.dry_run:
+            os.makedirs(root, exist_ok=True)
+            for line in dry_run_commands(preset, root, families, args.data, only, passthrough):
+                print(line)
+            return
+        if preset.cpu:
+            os.environ["OMP_NUM_THREADS"] = "1"
+        run_experiment(preset, root, args.data, families, only, args.jobs, passthrough)
+    except ExperimentError as e:
+        raise SystemExit(f"b2b-experiment: error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -22,18 +22,33 @@ SHAPE_KEYS = [f"{side}_{what}" for side in ("encoder", "decoder")
               for what in ("layers", "embed_dim", "ffn_embed_dim", "attention_heads", "input_dim", "output_dim")]
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as the one line every b2b-grow error is (no usage dump)."""
+
+    def error(self, message):
+        if message.startswith("argument --method: invalid choice: "):
+            message = "unknown growth method " + message.split("invalid choice: ", 1)[1]
+        raise SystemExit(f"{self.prog}: error: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="b2b-grow", description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", required=True, help="trained small fairseq checkpoint")
-    p.add_argument("--arch", required=True, help="target architecture, e.g. b2b_bert_base")
-    p.add_argument("--method", default="aki", help=f"one of {', '.join(METHODS)} (default aki)")
-    p.add_argument("--exact", action="store_true", help="fpi only: function-preserving at any width ratio")
-    p.add_argument("--seed", type=int, default=1, help="seed of the mapping functions")
-    p.add_argument("--output", required=True, help="where to write the grown checkpoint")
-    p.add_argument("--data", default=None, help="data-bin (dictionary; valid split for the loss report)")
-    p.add_argument("--valid-subset", default="valid")
-    p.add_argument("--report-json", action="store_true", help="print one JSON object as the last stdout line")
-    p.add_argument("--verbose", action="store_true", help="show fairseq's own INFO logging")
+    p = _OneLineParser(prog="b2b-grow", description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", required=True, help="trained small fairseq checkpoint (required)")
+    p.add_argument("--arch", required=True, help="target architecture, e.g. b2b_bert_base (required); any of its "
+                                                 "architecture options (--encoder-layers N, ...) may follow")
+    p.add_argument("--method", default="aki", choices=METHODS,
+                   help="width expansion: fpi, aki (the paper's) or direct_copy (default: %(default)s)")
+    p.add_argument("--exact", action="store_true", help="fpi only: function-preserving at any width ratio (default: off)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the mapping functions (default: %(default)s)")
+    p.add_argument("--output", required=True, help="the grown checkpoint file to write (required; not a folder)")
+    p.add_argument("--data", default=None, help="data-bin with the source's dict.txt; with it the source and the grown "
+                                                "model are evaluated on --valid-subset (default: the data directory "
+                                                "recorded in the source checkpoint, no evaluation)")
+    p.add_argument("--valid-subset", default="valid",
+                   help="split of --data to evaluate the growth on (default: %(default)s)")
+    p.add_argument("--report-json", action="store_true",
+                   help="print one JSON object as the last stdout line (default: off)")
+    p.add_argument("--verbose", action="store_true", help="show fairseq's own INFO logging (default: off)")
     return p
 
 
@@ -49,22 +64,78 @@ def _as_dict(obj) -> dict:
     return dict(obj)
 
 
-def target_model_args(source_model_args: dict, arch: str, overrides: list) -> Namespace:
-    """The source's model args with the target's arch and shape (like fairseq-train's parse)."""
-    from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
+def parse_arch_options(arch: str, overrides: list) -> Namespace:
+    """The target arch's own options among ``overrides`` (one-line errors for an unknown arch
+    or option); needs no checkpoint, so bad arguments are refused before anything is read."""
+    import contextlib
+    import io
+
+    from fairseq.models import ARCH_MODEL_REGISTRY
 
     if arch not in ARCH_MODEL_REGISTRY:
         b2b = sorted(a for a in ARCH_MODEL_REGISTRY if a.startswith("b2b_"))
         raise B2BError(f"unknown --arch '{arch}': choose one of {', '.join(b2b)}")
-    args = Namespace(**{k: v for k, v in source_model_args.items() if k not in SHAPE_KEYS})
+    if getattr(ARCH_MODEL_REGISTRY[arch], "family", None) is None:
+        raise B2BError(f"--arch {arch} is not a b2b_ architecture: growth targets are b2b_bert_* or b2b_gpt_*")
     parser = argparse.ArgumentParser(prog="b2b-grow", argument_default=argparse.SUPPRESS, add_help=False)
     ARCH_MODEL_REGISTRY[arch].add_args(parser)
     try:
-        parsed, unknown = parser.parse_known_args(overrides)
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            parsed, unknown = parser.parse_known_args(overrides)
     except SystemExit:
-        raise B2BError(f"cannot parse the architecture options {' '.join(overrides)}") from None
+        why = err.getvalue().strip().splitlines()[-1].split("error: ", 1)[-1] if err.getvalue().strip() else ""
+        raise B2BError(f"cannot parse the architecture options {' '.join(overrides)}"
+                       f"{' (' + why + ')' if why else ''}") from None
     if unknown:
         raise B2BError(f"unknown option(s) {' '.join(unknown)}: b2b-grow takes the target arch's options only")
+    return parsed
+
+
+def check_arguments(args, overrides: list) -> None:
+    """Every argument error b2b-grow can see without reading a checkpoint, as one line."""
+    if args.exact and args.method != "fpi":
+        raise B2BError(f"--exact is a mode of fpi, not of {args.method}: pass --method fpi --exact, or drop --exact")
+    if os.path.isdir(args.output):
+        raise B2BError(f"--output '{args.output}' is a folder: name the checkpoint file to write, "
+                       f"e.g. {os.path.join(args.output, 'grown.pt')}")
+    parent = os.path.dirname(os.path.abspath(args.output))
+    existing = parent
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise B2BError(f"--output '{args.output}': '{existing}' is a file, not a folder: choose another path")
+    if not os.access(existing, os.W_OK):
+        raise B2BError(f"--output '{args.output}': cannot write in '{existing}': choose another path")
+    parse_arch_options(args.arch, overrides)
+    if args.data:
+        first = args.data.split(os.pathsep)[0]
+        if not os.path.isfile(os.path.join(first, "dict.txt")):
+            raise B2BError(f"--data '{args.data}' has no dict.txt: pass the data-bin the source was trained with")
+        if not os.path.isfile(os.path.join(first, f"{args.valid_subset}.idx")):
+            splits = sorted(f[:-4] for f in os.listdir(first) if f.endswith(".idx"))
+            raise B2BError(f"--valid-subset '{args.valid_subset}' is not a split of '{first}' (it has "
+                           f"{', '.join(splits) or 'none'}): pass one of those")
+
+
+def source_data_dir(data: str | None, recorded, source: str) -> str:
+    """--data, else the data directory the source checkpoint recorded (found from any folder)."""
+    from ..paths import resolve_data_dir
+
+    if data:
+        return os.path.abspath(data) if os.pathsep not in data else data
+    found = resolve_data_dir(recorded, source)
+    if found is None:
+        raise B2BError(f"the source's data directory '{recorded}' (recorded in the checkpoint) has no dict.txt here: "
+                       "pass --data DATA_BIN with the source's dict.txt")
+    return found
+
+
+def target_model_args(source_model_args: dict, arch: str, overrides: list) -> Namespace:
+    """The source's model args with the target's arch and shape (like fairseq-train's parse)."""
+    from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
+
+    args = Namespace(**{k: v for k, v in source_model_args.items() if k not in SHAPE_KEYS})
+    parsed = parse_arch_options(arch, overrides)
     for key, value in vars(parsed).items():
         setattr(args, key, value)
     args.arch = args._name = arch
@@ -78,31 +149,57 @@ def grow_checkpoint(source: str, arch: str, method: str, exact: bool, seed: int,
     from fairseq import tasks
     from omegaconf import OmegaConf
 
+    import torch
+
     from ..checkpoints import save_checkpoint
     from ..growth_hook import load_checkpoint
 
+    if source and os.path.isdir(source):
+        found = sorted(name for name in os.listdir(source) if name.endswith(".pt"))
+        found = sorted(found, key=lambda n: n not in ("checkpoint_best.pt", "checkpoint_last.pt"))[:3]
+        raise B2BError(f"--source '{source}' is a directory, not a checkpoint: pass a checkpoint file in it"
+                       + (f" (it holds {', '.join(found)})" if found else " (it holds no .pt file)"))
     state = load_checkpoint(source)
     cfg = _as_dict(state.get("cfg")) or {"model": _as_dict(state.get("args")), "task": _as_dict(state.get("args"))}
     task_cfg = _as_dict(cfg.get("task"))
-    data = data or task_cfg.get("data")
-    if not data or not os.path.isfile(os.path.join(str(data).split(os.pathsep)[0], "dict.txt")):
-        raise B2BError(f"no dictionary found at '{data}' (the source's data-bin): pass --data DATA_BIN with the source's dict.txt")
-    task_cfg["data"] = data
-    args = target_model_args(_as_dict(cfg.get("model")), arch, list(overrides))
+    args = target_model_args(_as_dict(cfg.get("model")), arch, list(overrides))  # before any dictionary is read
+    _check_family(state, source, arch)
+    task_cfg["data"] = data = source_data_dir(data, task_cfg.get("data"), source)
+    source = os.path.abspath(source)  # recorded in b2b_grown_from: found again from any folder
     with tempfile.TemporaryDirectory() as nowhere:  # no checkpoint_last.pt to resume from
         args.init_from_small, args.growth_method, args.growth_exact, args.growth_seed = source, method, exact, seed
         args.save_dir, args.restore_file, args.finetune_from_model = nowhere, "checkpoint_last.pt", None
         task = tasks.setup_task(OmegaConf.create(task_cfg))
-        model = _build_growing(task, args)
+        # the target's own initialisation (kept by direct_copy) is drawn from the torch RNG:
+        # seed it, so that --seed determines the grown checkpoint bit for bit for every method
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = _build_growing(task, args)
     args.save_dir = os.path.dirname(os.path.abspath(output))
     cfg["model"], cfg["task"] = args, task_cfg
     save_checkpoint(output, cfg, model)
     return dict(args.b2b_grown_from, output=output)
 
 
+def _check_family(state: dict, source: str, arch: str) -> None:
+    from fairseq.models import ARCH_MODEL_REGISTRY
+
+    from ..growth.layout import detect_family
+
+    try:
+        family = detect_family(state["model"]).family
+    except ValueError as e:
+        raise B2BError(f"checkpoint '{source}': {e}") from None
+    target = getattr(ARCH_MODEL_REGISTRY[arch], "family", None)
+    if target and family != target:
+        raise B2BError(f"checkpoint '{source}' is a {family.upper()}-family model but --arch {arch} is "
+                       f"{target.upper()}-family: grow BERT into b2b_bert_* and GPT into b2b_gpt_*")
+
+
 def _build_growing(task, args):
     """Build the target model; the ``--init-from-small`` hook grows it (one-line errors)."""
     from ..growth_hook import grow_into
+    from ..models.common import set_layernorm_eps
 
     from fairseq.models import ARCH_MODEL_REGISTRY
 
@@ -113,7 +210,9 @@ def _build_growing(task, args):
     if family is None:
         raise B2BError(f"--arch {args.arch} is not a b2b_ architecture: growth targets are b2b_bert_* or b2b_gpt_*")
     report = grow_into(model, family, args, getattr(args, "b2b_dictionary_checksum", None), source, args.growth_method,
-                       args.growth_exact, args.growth_seed, model.embed_scale_value(), inherit_eps)
+                       args.growth_exact, args.growth_seed, model.embed_scale_value(), inherit_eps,
+                       weighted_layernorm=bool(getattr(args, "growth_weighted_layernorm", False)) or None)
+    set_layernorm_eps(model, args.layernorm_eps)  # grow_into records the eps (inherited, exact mode) in args
     args.b2b_grown_from = report
     return model
 
@@ -134,6 +233,27 @@ def evaluate_growth(source: str, output: str, data: str, split: str = "valid") -
     }
 
 
+def evaluate_fpi_variants(report: dict, source: str, arch: str, seed: int, data: str, overrides: list = (),
+                          split: str = "valid") -> dict:
+    """Table 1 at a non-integer width ratio: paper FPI next to exact FPI (weighted-statistics
+    LayerNorm).  ``report`` is the grown checkpoint's (with ``evaluate_growth``'s numbers); the
+    other variant is grown into a temporary file and evaluated the same way.  Returns
+    ``{"paper_fpi": {...}, "exact_fpi": {...}}`` (loss and max |logit diff| each), or ``{}`` for
+    another method or an integer ratio (where paper FPI is exact already)."""
+    src_dim, tgt_dim = report.get("embed_dims", (1, 1))
+    if report.get("method") != "fpi" or tgt_dim % src_dim == 0:
+        return {}
+    keys = ("grown_loss", "max_abs_logit_diff")
+    own = {k: report[k] for k in keys}
+    with tempfile.TemporaryDirectory() as tmp:
+        other = os.path.join(tmp, "other.pt")
+        grow_checkpoint(source, arch, "fpi", not report["exact"], seed, other, data, overrides)
+        other_eval = evaluate_growth(source, other, data, split)
+    other = {k: other_eval[k] for k in keys}
+    exact, paper = (own, other) if report["exact"] else (other, own)
+    return {"paper_fpi": paper, "exact_fpi": exact}
+
+
 def main(argv=None) -> None:
     args, overrides = build_parser().parse_known_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s",
@@ -141,12 +261,18 @@ def main(argv=None) -> None:
     import fairseq_b2b  # noqa: F401
 
     try:
-        if args.method not in METHODS:
-            raise B2BError(f"unknown growth method '{args.method}': choose one of {', '.join(METHODS)}")
+        check_arguments(args, overrides)
         report = grow_checkpoint(args.source, args.arch, args.method, args.exact, args.seed, args.output,
                                  args.data, overrides)
-        if args.data:
-            report.update(evaluate_growth(args.source, args.output, args.data, args.valid_subset))
+        try:
+            if args.data:
+                report.update(evaluate_growth(args.source, args.output, args.data, args.valid_subset))
+                report.update(evaluate_fpi_variants(report, args.source, args.arch, args.seed, args.data, overrides,
+                                                    args.valid_subset))
+        except BaseException:  # no grown checkpoint without the report that was asked for
+            if os.path.isfile(args.output):
+                os.remove(args.output)
+            raise
     except GrowthError as e:
         sys.exit(f"b2b-grow: error: {e}")
     print(f"grew {report['source_shape']} -> {report['target_shape']} with {report['method']}"
@@ -154,6 +280,12 @@ def main(argv=None) -> None:
     if args.data:
         print(f"{args.valid_subset} loss (bits): source {report['source_loss']:.4f}  grown {report['grown_loss']:.4f}  "
               f"max |logit diff| {report['max_abs_logit_diff']:.3g}")
+        if "exact_fpi" in report:
+            src_dim, tgt_dim = report["embed_dims"]
+            paper, exact = report["paper_fpi"], report["exact_fpi"]
+            print(f"FPI at the width ratio {tgt_dim}/{src_dim}: paper {paper['grown_loss']:.4f} (max |logit diff| "
+                  f"{paper['max_abs_logit_diff']:.3g})  exact {exact['grown_loss']:.4f} (max |logit diff| "
+                  f"{exact['max_abs_logit_diff']:.3g})")
     if args.report_json:
         print(json.dumps(report))
 

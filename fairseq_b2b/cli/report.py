@@ -18,24 +18,59 @@ from .. import report as rep
 def build_parser():
     p = argparse.ArgumentParser(prog="b2b-report", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", help="an experiment directory, or fairseq json log files")
-    p.add_argument("--scratch", default="scratch", help="name of the from-scratch run (log mode)")
+    p.add_argument("--scratch", default="scratch", help="name of the from-scratch run (log mode; default scratch)")
     p.add_argument("--source-flops", type=float, default=0.0,
-                   help="log mode: training FLOPs of the source model, charged to every non-scratch run")
+                   help="log mode: training FLOPs of the source model, charged to every non-scratch run (default 0)")
+    p.add_argument("--source-valid-loss", type=float, default=None,
+                   help="log mode: the source's final validation loss (bits), to check that scratch ends clearly "
+                        "better than the source (default: not checked)")
     p.add_argument("--output", default=None, help="where results.json and plots go (default: DIR or .)")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (default: plots are written)")
     return p
 
 
-def _load_group(root: str, group: dict) -> dict:
-    curves = {name: rep.read_curve(os.path.join(root, run, "train.log"), name) for name, run in group["runs"].items()
-              if os.path.exists(os.path.join(root, run, "train.log"))}
-    source_flops = 0.0
-    if group.get("source_run") and os.path.exists(os.path.join(root, group["source_run"], "train.log")):
-        source_flops = rep.read_curve(os.path.join(root, group["source_run"], "train.log")).total_flops
-    charged = {name: source_flops for name in group.get("charged_source", []) if name in curves}
-    result = rep.savings(curves, group.get("scratch", "scratch"), charged)
+def _curve(root: str, run: str, name: str):
+    path = os.path.join(root, run, "train.log")
+    return rep.read_curve(path, name) if os.path.exists(path) else None
+
+
+def _load_group(root: str, group: dict) -> tuple:
+    """One group of experiment.json: savings on the full-model validation loss (over seeds when
+    the group has several), Table 1, the Eb ablation."""
+    runs = {label: (spec if isinstance(spec, dict) else {"1": spec}) for label, spec in group["runs"].items()}
+    scratch = group.get("scratch", "scratch")
+    seeds = sorted({s for spec in runs.values() for s in spec}, key=int)
+    per_seed = {}
+    for seed in seeds:
+        curves = {}
+        for label, spec in runs.items():
+            run = spec.get(seed) or (spec.get(seeds[0]) if len(spec) == 1 else None)
+            curve = _curve(root, run, label) if run else None
+            if curve is not None:
+                curves[label] = curve
+        if scratch in curves and scratch in runs and seed in runs[scratch]:
+            per_seed[int(seed)] = curves
+    sources = dict(group.get("sources", {}))
+    for label in group.get("charged_source", []):
+        sources.setdefault(label, group.get("source_run"))
+    source_flops, source_valid = {}, None
+    for label, run in sources.items():
+        curve = _curve(root, run, "source") if run else None
+        source_flops[label] = curve.total_flops if curve else 0.0
+    main_source = _curve(root, group["source_run"], "source") if group.get("source_run") else None
+    if main_source is not None:
+        source_valid = main_source.final_valid_loss
+    grown = set(sources)
+    if not per_seed:
+        raise ValueError(f"no '{scratch}' run with validation losses in {root}: the target is the scratch run's "
+                         "final validation loss")
+    if len(per_seed) == 1:
+        result = rep.savings(next(iter(per_seed.values())), scratch, source_flops, grown, source_valid)
+    else:
+        result = rep.savings_over_seeds(per_seed, scratch, source_flops, grown, source_valid)
     result["title"] = group.get("title", group.get("family", ""))
-    result["source_training_flops"] = source_flops
+    result["source_training_flops"] = main_source.total_flops if main_source else 0.0
+    result["note"] = group.get("note") or None
     table1 = {}
     for name, path in group.get("growth_reports", {}).items():
         full = os.path.join(root, path)
@@ -51,10 +86,10 @@ def _load_group(root: str, group: dict) -> dict:
     ablation = {}
     for eb, name in group.get("ablation_eb", {}).items():
         if name in result["methods"]:
-            ablation[eb] = result["methods"][name]["saving"]
+            ablation[eb] = result["methods"][name]
     if ablation:
         result["ablation_eb"] = ablation
-    return result, curves
+    return result, per_seed[min(per_seed)]
 
 
 def _table1_md(table1: dict) -> str:
@@ -66,8 +101,8 @@ def _table1_md(table1: dict) -> str:
 
 def _ablation_md(ablation: dict) -> str:
     rows = ["| Eb (sub-model epochs) | saving |", "|---:|---:|"]
-    for eb, saving in sorted(ablation.items(), key=lambda kv: int(kv[0])):
-        rows.append(f"| {eb} | {rep._pct(saving)} |")
+    for eb, m in sorted(ablation.items(), key=lambda kv: int(kv[0])):
+        rows.append(f"| {eb} | {rep._cell(m, 'saving')} |")
     return "\n".join(rows)
 
 
@@ -110,10 +145,14 @@ def report_experiment(root: str, out_dir: str, plots: bool = True) -> dict:
     results = {}
     for group in manifest["groups"]:
         key = group.get("family", "model")
+        if group.get("name", "main") != "main":
+            key = f"{key}_{group['name'].replace(':', '_')}"
         result, curves = _load_group(root, group)
         results[key] = result
         print(f"\n## {result['title']}\n")
         print(rep.markdown_table(result))
+        if result.get("note"):
+            print(f"\n{result['note']}")
         if "table1" in result:
             print("\nLoss right after growth (Table 1), valid split, bits:\n")
             print(_table1_md(result["table1"]))
@@ -124,21 +163,26 @@ def report_experiment(root: str, out_dir: str, plots: bool = True) -> dict:
             png = os.path.join(out_dir, f"loss_vs_flops_{key}.png")
             rep.plot_curves(curves, png, result["target_loss"], result["title"])
             result["plot"] = png
-            att = _attention(root, group, out_dir)
+            att = _attention(root, group, out_dir) if group.get("name", "main") == "main" else None
             if att:
                 result["attention_plot"] = att
     return results
 
 
-def report_logs(paths: list, scratch: str, source_flops: float, out_dir: str, plots: bool = True) -> dict:
+def report_logs(paths: list, scratch: str, source_flops: float, out_dir: str, plots: bool = True,
+                source_valid_loss: float | None = None) -> dict:
     curves = {}
     for path in paths:
         curve = rep.read_curve(path)
+        if not curve.valid and not curve.loss:
+            raise ValueError(f"log file '{path}' has no fairseq json records: train with --log-format json "
+                             "(and --validate-interval-updates N for the validation curve)")
         curves[curve.name] = curve
     charged = {name: source_flops for name in curves if name != scratch}
-    result = rep.savings(curves, scratch, charged)
+    result = rep.savings(curves, scratch, charged, source_valid_loss=source_valid_loss)
     print(rep.markdown_table(result))
     if plots:
+        os.makedirs(out_dir, exist_ok=True)
         result["plot"] = os.path.join(out_dir, "loss_vs_flops.png")
         rep.plot_curves(curves, result["plot"], result["target_loss"])
     return {"runs": result}
@@ -147,23 +191,28 @@ def report_logs(paths: list, scratch: str, source_flops: float, out_dir: str, pl
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", force=True)
+    out_dir = args.output
+    created = out_dir is not None and not os.path.exists(out_dir)
     try:
         if len(args.paths) == 1 and os.path.isdir(args.paths[0]):
             root = args.paths[0]
             if not os.path.exists(os.path.join(root, "experiment.json")):
                 raise ValueError(f"{root} has no experiment.json: pass an experiment directory or fairseq json log files")
-            out_dir = args.output or root
+            out_dir = out_dir or root
             os.makedirs(out_dir, exist_ok=True)
             results = report_experiment(root, out_dir, not args.no_plots)
         else:
             missing = [p for p in args.paths if not os.path.isfile(p)]
             if missing:
                 raise ValueError(f"log file '{missing[0]}' does not exist")
-            out_dir = args.output or "."
-            os.makedirs(out_dir, exist_ok=True)
-            results = report_logs(args.paths, args.scratch, args.source_flops, out_dir, not args.no_plots)
+            out_dir = out_dir or "."
+            results = report_logs(args.paths, args.scratch, args.source_flops, out_dir, not args.no_plots,
+                                  args.source_valid_loss)
     except ValueError as e:
+        if created and out_dir and os.path.isdir(out_dir) and not os.listdir(out_dir):
+            os.rmdir(out_dir)  # nothing written: leave no empty folder behind
         sys.exit(f"b2b-report: error: {e}")
+    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "results.json")
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=1)

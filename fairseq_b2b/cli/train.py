@@ -1,9 +1,24 @@
 """``b2b-train``: fairseq-train with the fairseq-b2b plugin loaded; ``b2b-user-dir``: the
-directory to pass to stock fairseq commands as ``--user-dir``."""
+directory to pass to stock fairseq commands as ``--user-dir``.
+
+Before fairseq starts, ``b2b-train`` checks what fairseq would only report with a traceback
+(a BERT arch with a causal-LM task and back, no batch size, no optimizer), makes the folder of
+``--log-file`` (fairseq opens the log before it makes ``--save-dir``), and stores the data and
+``--init-from-small`` paths as absolute paths, so that the checkpoints work from any folder.
+``b2b-train ... --updates-per-epoch`` prints the updates of one epoch (for
+``--total-num-update``) and trains nothing; ``--help`` with ``--task`` lists the task's options.
+"""
 from __future__ import annotations
 
 import os
 import sys
+
+PROG = "b2b-train"
+# the model family each task trains (the b2b_ archs record theirs as ``family``)
+TASK_FAMILIES = {"b2b_masked_lm": "bert", "masked_lm": "bert", "sentence_prediction": "bert",
+                 "b2b_language_modeling": "gpt", "language_modeling": "gpt"}
+FAMILY_TASKS = {"bert": "b2b_masked_lm", "gpt": "b2b_language_modeling"}
+UPE_FLAG = "--updates-per-epoch"
 
 
 def user_dir() -> str:
@@ -23,10 +38,159 @@ def with_user_dir(argv: list) -> list:
     return list(argv) + ["--user-dir", user_dir()]
 
 
+def parse(argv: list, parse_known: bool = False):
+    """fairseq-train's own parser (``options.get_training_parser`` + ``parse_args_and_arch``)
+    on ``argv`` with the plugin loaded; argparse errors exit with fairseq's usage line."""
+    import logging
+
+    from fairseq import options
+
+    quiet = logging.getLogger("fairseq.utils")  # "--user-dir ... has already been imported" on the second parse
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        parser = options.get_training_parser()
+        args = options.parse_args_and_arch(parser, input_args=with_user_dir(argv), parse_known=parse_known)
+    finally:
+        quiet.setLevel(level)
+    return (args[0] if parse_known else args), parser
+
+
+def check_args(args, need_optimizer: bool = True) -> None:
+    """One-line errors for what fairseq-train only reports deep inside (a traceback)."""
+    from fairseq.models import ARCH_MODEL_REGISTRY
+
+    from ..errors import B2BError
+
+    family = getattr(ARCH_MODEL_REGISTRY.get(args.arch), "family", None)
+    wanted = TASK_FAMILIES.get(getattr(args, "task", None))
+    if family and wanted and family != wanted:
+        raise B2BError(f"--arch {args.arch} is a {family.upper()}-family model but --task {args.task} trains "
+                       f"{wanted.upper()}-family models: use --task {FAMILY_TASKS[family]} with b2b_{family}_* archs")
+    if getattr(args, "max_tokens", None) is None and getattr(args, "batch_size", None) is None:
+        raise B2BError("no batch size: pass --batch-size N (sequences) or --max-tokens N")
+    if need_optimizer and getattr(args, "optimizer", None) is None:
+        raise B2BError("no optimizer: pass e.g. --optimizer adam --lr 1e-4")
+
+
+def absolute_paths(argv: list, args) -> list:
+    """``argv`` with the data directories and ``--init-from-small`` made absolute: the saved
+    checkpoint records them, and a later command may run from another folder."""
+    data = str(getattr(args, "data", "") or "")
+    parts = data.split(os.pathsep) if data else []
+    absolute = os.pathsep.join(os.path.abspath(p) if p and os.path.exists(p) else p for p in parts)
+    out, k = [], 0
+    while k < len(argv):
+        a = argv[k]
+        if data and a == data:
+            a = absolute
+        elif a == "--init-from-small" and k + 1 < len(argv):
+            out += [a, os.path.abspath(argv[k + 1]) if os.path.isfile(argv[k + 1]) else argv[k + 1]]
+            k += 2
+            continue
+        elif a.startswith("--init-from-small="):
+            path = a.split("=", 1)[1]
+            a = f"--init-from-small={os.path.abspath(path) if os.path.isfile(path) else path}"
+        out.append(a)
+        k += 1
+    return out
+
+
+def make_log_dir(args) -> None:
+    """fairseq opens ``--log-file`` before it creates ``--save-dir``: make its folder first."""
+    log_file = getattr(args, "log_file", None)
+    if log_file and os.path.dirname(log_file):
+        os.makedirs(os.path.dirname(log_file), exist_ok=True)
+
+
+def updates_per_epoch(argv: list) -> int:
+    """Updates in one epoch of the train split, counted with fairseq-train's own batching
+    (``Trainer.get_train_iterator``: batch size or max tokens, max positions, data-parallel
+    shards) divided by ``--update-freq`` (the last partial group is an update too)."""
+    import math
+
+    from fairseq import utils
+
+    from ..checkpoints import build_from_args
+
+    args, _ = parse(argv)
+    check_args(args, need_optimizer=False)
+    args.init_from_small = None  # the shape is what matters, not the weights
+    cfg, task, model = build_from_args(args)
+    task.load_dataset(cfg.dataset.train_subset, epoch=1, combine=True)
+    itr = task.get_batch_iterator(
+        dataset=task.dataset(cfg.dataset.train_subset), max_tokens=cfg.dataset.max_tokens,
+        max_sentences=cfg.dataset.batch_size,
+        max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions(), cfg.dataset.max_tokens),
+        ignore_invalid_inputs=True, required_batch_size_multiple=cfg.dataset.required_batch_size_multiple,
+        seed=cfg.common.seed, num_shards=cfg.distributed_training.distributed_world_size, shard_id=0,
+        num_workers=0, epoch=1, skip_remainder_batch=cfg.optimization.skip_remainder_batch)
+    batches = len(itr.next_epoch_itr(shuffle=False))
+    return math.ceil(batches / cfg.optimization.update_freq[0])
+
+
+def print_help(argv: list) -> None:
+    """fairseq-train's help with the options of the given ``--task``/``--arch``/``--optimizer``
+    (fairseq's parser prints its help before it has added them)."""
+    rest = [a for a in argv if a not in ("-h", "--help")]
+    if not any(a in ("--arch", "-a") or a.startswith("--arch=") for a in rest):  # the family's model options
+        task = next((rest[k + 1] for k, a in enumerate(rest[:-1]) if a == "--task"), None)
+        rest += ["--arch", "b2b_gpt_base" if TASK_FAMILIES.get(task) == "gpt" else "b2b_bert_base"]
+    try:
+        _, parser = parse(rest + ["DATA"], parse_known=True)
+    except SystemExit:
+        _, parser = parse(["DATA", "--arch", "b2b_bert_base"], parse_known=True)
+    parser.prog = PROG
+    _group_for_help(parser, next((rest[k + 1] for k, a in enumerate(rest[:-1]) if a == "--task"), None))
+    parser.print_help()
+
+
+def _group_for_help(parser, task) -> None:
+    """argparse prints neither nested groups (the model's "bert2BERT growth" group sits inside
+    fairseq's "Model-specific configuration") nor a title for a task's own options: give both
+    their own section."""
+    import argparse
+
+    for group in list(parser._action_groups):
+        parser._action_groups.extend(g for g in getattr(group, "_action_groups", []) if g not in parser._action_groups)
+    from fairseq.tasks import TASK_REGISTRY
+
+    if task not in TASK_REGISTRY:
+        return
+    probe = argparse.ArgumentParser(add_help=False)
+    TASK_REGISTRY[task].add_args(probe)
+    own = {a.dest for a in probe._actions}
+    section = parser.add_argument_group(f"--task {task}")
+    for group in parser._action_groups:
+        if group is section:
+            continue
+        moved = [a for a in group._group_actions if a.dest in own and a.option_strings]
+        for action in moved:
+            group._group_actions.remove(action)
+            section._group_actions.append(action)
+
+
 def main(argv=None) -> None:
     from fairseq_cli import train
 
-    sys.argv = [sys.argv[0]] + with_user_dir(sys.argv[1:] if argv is None else argv)
+    from ..errors import B2BError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print_help(argv)
+        return
+    sys.argv = [PROG] + argv  # fairseq's parsers read --user-dir from sys.argv, and name it in usage lines
+    try:
+        if UPE_FLAG in argv:
+            print(updates_per_epoch([a for a in argv if a != UPE_FLAG]))
+            return
+        args, _ = parse(argv)
+        check_args(args)
+    except B2BError as e:
+        raise SystemExit(f"{PROG}: error: {e}") from None
+    argv = absolute_paths(argv, args)
+    make_log_dir(args)
+    sys.argv = [PROG] + with_user_dir(argv)
     train.cli_main()
 
 

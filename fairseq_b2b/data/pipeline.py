@@ -7,6 +7,8 @@ Steps (each resumable, see :mod:`fairseq_b2b.data.steps`), all under ``--output 
     work/{train,valid,test}.bpe   the codes applied with fastBPE
     data-bin/                     fairseq-preprocess --only-source (dict.txt, *.bin, *.idx)
     dict.txt                      a copy of data-bin/dict.txt
+    dict.codes.json               sha256 of dict.txt and bpe.codes (also in data-bin/): the pair
+                                  b2b-eval-lm and --srcdict check (:mod:`fairseq_b2b.data.vocab_check`)
 
 Documents stay separated by one blank line, so ``--sample-break-mode complete_doc`` and
 ``eos`` work.  Reusing ``--srcdict``/``--codes`` of an earlier run binarizes a second corpus
@@ -31,12 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
-from . import bpe
+from . import bpe, vocab_check
 from .steps import DataError, StepRunner, check_inputs, file_digest, locked, log, make_key, temp_name
 
 DEFAULT_NUM_MERGES = 8000
 DEFAULT_BPE_SAMPLE_LINES = 2_000_000
 PIPELINE_VERSION = 1
+RECORD_VERSION = vocab_check.RECORD_FORMAT  # in the binarize key: older data-bins get their record
+MEASURE_LINES = 100_000  # per split, for the unknown rate of a --srcdict without record
 CHUNK_LINES = 5000
 PROGRESS_EVERY = 200_000
 SPLITS = ("train", "valid", "test")
@@ -252,6 +256,7 @@ def validate(train: List[Path], heldout: Dict[str, Path], opts: Options, output:
     if opts.srcdict:
         check_inputs([opts.srcdict], "--srcdict")
         check_dictionary(opts.srcdict)
+        vocab_check.check_pair(opts.srcdict, opts.codes, "--srcdict", "--codes", vocab_check.PREPROCESS_FIX)
     if opts.num_merges < 1:
         raise DataError(f"--num-merges must be at least 1, got {opts.num_merges}")
     if opts.bpe_sample_lines < 1:
@@ -276,13 +281,44 @@ def run_corpus(train: List[Path], heldout: Dict[str, Path], output: Path, opts: 
     codes_key = codes_step(runner, tok_keys["train"], opts)
     bpe_keys = {split: bpe_step(runner, split, tok_keys[split], codes_key, opts) for split in files}
     data_bin = output / "data-bin"
-    key = make_key(step="binarize", bpe=bpe_keys, srcdict=file_digest(opts.srcdict) if opts.srcdict else None)
+    key = make_key(step="binarize", bpe=bpe_keys, srcdict=file_digest(opts.srcdict) if opts.srcdict else None,
+                   record=RECORD_VERSION)
     bpe_files = {split: output / "work" / f"{split}.bpe" for split in files}
-    bin_key = runner.run("binarize", data_bin, key,
-                         lambda tmp: binarize(bpe_files, tmp, opts.workers, opts.srcdict, output / "work"))
+    if opts.srcdict:
+        check_srcdict_coverage(opts, bpe_files)
+
+    def build_data_bin(tmp: Path) -> None:
+        binarize(bpe_files, tmp, opts.workers, opts.srcdict, output / "work")
+        vocab_check.write_record(tmp / "dict.txt", output / "bpe.codes")
+
+    bin_key = runner.run("binarize", data_bin, key, build_data_bin)
     runner.run("dict", output / "dict.txt", make_key(step="dict", data_bin=bin_key),
                lambda tmp: shutil.copyfile(data_bin / "dict.txt", tmp))
-    return {"data_bin": data_bin, "codes": output / "bpe.codes", "dict": output / "dict.txt"}
+    record = vocab_check.write_record(output / "dict.txt", output / "bpe.codes")  # derived, rewritten each run
+    return {"data_bin": data_bin, "codes": output / "bpe.codes", "dict": output / "dict.txt", "record": record}
+
+
+def check_srcdict_coverage(opts: Options, bpe_files: Dict[str, Path]) -> None:
+    """A --srcdict without record of its codes: measure its unknown BPE units on this corpus
+    (each split's first MEASURE_LINES lines) and warn in one line above the threshold."""
+    check = vocab_check.check_pair(opts.srcdict, opts.codes, "--srcdict", "--codes", vocab_check.PREPROCESS_FIX)
+    if check.kind == "recorded":
+        log(f"codes/dictionary pair: --codes matches the record of --srcdict ({check.record})")
+        return
+    known = vocab_check.known_symbols(opts.srcdict)
+    rates = {}
+    for split, path in bpe_files.items():
+        with open(path, encoding="utf-8") as f:
+            units, unknown = vocab_check.count_unknown(itertools.islice(f, MEASURE_LINES), known)
+        rates[split] = unknown / max(units, 1)
+    warning = vocab_check.unknown_warning(check, rates, "they become <unk>",
+                                          "check the codes: " + vocab_check.PREPROCESS_FIX + vocab_check.NO_RECORD_HINT)
+    if warning:
+        print(f"b2b-preprocess: warning: {warning}", file=sys.stderr, flush=True)
+    else:
+        log(f"codes/dictionary pair: --srcdict has no record; its unknown BPE units: "
+            + ", ".join(f"{s} {100 * r:.2f}%" for s, r in rates.items())
+            + f" (warning above {100 * vocab_check.UNKNOWN_WARN_RATE:g}%)")
 
 
 def tokenize_step(runner: StepRunner, split: str, paths: List[Path], opts: Options) -> str:
@@ -404,22 +440,23 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("corpus", help="binarize your own raw text files")
     c.add_argument("--train", required=True, nargs="+", type=Path, help="raw train text file(s)")
     c.add_argument("--valid", required=True, type=Path, help="raw validation text file")
-    c.add_argument("--test", type=Path, help="raw test text file")
+    c.add_argument("--test", type=Path, help="raw test text file (default: none, no test split)")
     c.add_argument("--output", required=True, type=Path, help="folder for data-bin/, bpe.codes, dict.txt")
-    c.add_argument("--srcdict", type=Path, help="reuse this dict.txt (needs --codes)")
-    c.add_argument("--codes", type=Path, help="reuse these BPE codes instead of learning new ones")
+    c.add_argument("--srcdict", type=Path, help="reuse this dict.txt (needs --codes; default: build the dictionary from train)")
+    c.add_argument("--codes", type=Path, help="reuse these BPE codes instead of learning new ones (default: learn them on train)")
     common(c)
 
     a = sub.add_parser("apply", help="tokenize and BPE one raw file with existing codes (line-aligned)")
-    a.add_argument("--codes", required=True, type=Path)
-    a.add_argument("--input", required=True, type=Path)
-    a.add_argument("--output", required=True, type=Path)
-    a.add_argument("--pretokenized", action="store_true", help="input is tokenized already: skip Moses")
+    a.add_argument("--codes", required=True, type=Path, help="BPE codes to apply, e.g. OUT/bpe.codes (required)")
+    a.add_argument("--input", required=True, type=Path, help="raw text file (required)")
+    a.add_argument("--output", required=True, type=Path,
+                   help="tokenized + BPE text, line i = line i of --input (required)")
+    a.add_argument("--pretokenized", action="store_true", help="input is tokenized already: skip Moses (default: off)")
     common(a, merges=False)
 
     w = sub.add_parser("wikibooks", help="WikiExtractor output + BookCorpus -> train/valid/test text")
-    w.add_argument("--wiki", nargs="+", default=[], type=Path, help="WikiExtractor output folder(s)/file(s)")
-    w.add_argument("--books", nargs="+", default=[], type=Path, help="BookCorpus folder(s)/file(s)")
+    w.add_argument("--wiki", nargs="+", default=[], type=Path, help="WikiExtractor output folder(s)/file(s) (default: none)")
+    w.add_argument("--books", nargs="+", default=[], type=Path, help="BookCorpus folder(s)/file(s) (default: none)")
     w.add_argument("--output", required=True, type=Path, help="folder for train.txt, valid.txt, test.txt")
     w.add_argument("--heldout-every", type=int, default=200,
                    help="every N-th document goes to valid, the one after it to test (default: %(default)s)")

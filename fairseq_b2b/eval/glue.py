@@ -266,7 +266,10 @@ def bert_checkpoint(path, dict_path: Optional[Path]) -> Tuple[Dict, Path]:
         raise EvalError(f"{path} does not record its --arch: it is not a fairseq-b2b checkpoint")
     summary["arch"] = arch
     if dict_path is None:
+        from ..paths import resolve_data_dir
+
         data = get(summary["task_args"], "data")
+        data = resolve_data_dir(data, str(path)) or data  # recorded relative to the training folder
         dict_path = Path(str(data).split(os.pathsep)[0]) / "dict.txt" if data else None
         if dict_path is None or not dict_path.is_file():
             raise EvalError(f"the pre-training dictionary of {path} is not at {dict_path}: pass --dict "
@@ -299,12 +302,29 @@ def default_codes(dict_path: Path, codes: Optional[str]) -> Path:
 
 # ------------------------------------------------------------------------------ training
 
+def parse_list(text: str, flag: str, kind) -> list:
+    """``--lrs 1e-5,2e-5`` / ``--epochs 3,5``: positive finite numbers, one-line errors."""
+    values = []
+    for item in [x.strip() for x in text.split(",") if x.strip()]:
+        try:
+            value = kind(item)
+        except ValueError:
+            raise EvalError(f"{flag} '{item}' is not {'a number' if kind is float else 'a whole number'}: "
+                            f"pass comma-separated values, e.g. {flag} {'1e-5,2e-5' if kind is float else '3,5'}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise EvalError(f"{flag} {item} must be positive")
+        values.append(value)
+    if not values:
+        raise EvalError(f"{flag} is empty: pass comma-separated values")
+    return values
+
+
 def grid_settings(args) -> List[Dict]:
     grid = dict(GRIDS[args.grid])
-    if args.lrs:
-        grid["lrs"] = [float(x) for x in args.lrs.split(",") if x.strip()]
-    if args.epochs:
-        grid["epochs"] = [int(x) for x in args.epochs.split(",") if x.strip()]
+    if args.lrs is not None:
+        grid["lrs"] = parse_list(args.lrs, "--lrs", float)
+    if args.epochs is not None:
+        grid["epochs"] = parse_list(args.epochs, "--epochs", int)
     if args.batch_size:
         grid["batch_size"] = args.batch_size
     if not grid["lrs"] or not grid["epochs"] or min(grid["epochs"]) < 1 or grid["batch_size"] < 1:
@@ -442,7 +462,8 @@ def run_setting(spec: TaskSpec, meta: Dict, data_bin: Path, ckpt: str, summary: 
                 run_dir: Path, args) -> Dict:
     """Train one grid point (unless its result exists) and score its best checkpoint on dev."""
     argv = train_args(spec, meta, data_bin, ckpt, summary, setting, run_dir, args)
-    key = hashlib.sha256(json.dumps([meta["key"], file_digest(Path(ckpt)), argv[1:]], default=str).encode()).hexdigest()
+    digest = getattr(args, "checkpoint_sha256", None) or file_digest(Path(ckpt))
+    key = hashlib.sha256(json.dumps([meta["key"], digest, argv[1:]], default=str).encode()).hexdigest()
     result_path = run_dir / "result.json"
     if result_path.is_file():
         result = json.loads(result_path.read_text())
@@ -464,7 +485,8 @@ def run_setting(spec: TaskSpec, meta: Dict, data_bin: Path, ckpt: str, summary: 
                             f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
         dev[stem] = dev_metrics(spec, preds, targets)
         dev[stem]["examples"] = int(len(targets))
-    result = {"task": spec.name, **setting, "key": key, "metric": spec.metric,
+    result = {"task": spec.name, **setting, "key": key, "checkpoint": os.path.abspath(ckpt), "checkpoint_sha256": digest,
+              "metric": spec.metric,
               "score": dev[spec.dev[0]][spec.metric], "dev": dev, "seconds": round(time.monotonic() - started, 1),
               "fairseq_best": fairseq_best(run_dir / "train.log", spec.fairseq_metric),
               "train_command": fmt_cmd(["fairseq-train", *argv, "--user-dir", "$(b2b-user-dir)"])}
@@ -495,13 +517,39 @@ def _cuda() -> bool:
 
 # ------------------------------------------------------------------------------ results table
 
-def collect(out: Path) -> List[Dict]:
+CLAIM = "checkpoint.json"  # OUT/checkpoint.json: the one checkpoint whose runs OUT holds
+
+
+def claim_output(out: Path, ckpt: str, write: bool = True) -> Dict:
+    """Bind ``out`` to the checkpoint (its sha256): runs of two checkpoints never mix in one
+    results table.  A folder used for another checkpoint is refused."""
+    digest = file_digest(Path(ckpt))
+    claim_path = Path(out) / CLAIM
+    if claim_path.is_file():
+        claim = json.loads(claim_path.read_text())
+        if claim.get("sha256") != digest:
+            raise EvalError(f"{out} holds the GLUE runs of {claim.get('checkpoint')} (sha256 {str(claim.get('sha256'))[:12]}), "
+                            f"not of {ckpt} ({digest[:12]}): pass another --output, so that results never mix")
+        return claim
+    others = {r.get("checkpoint_sha256") for r in collect(out)}
+    if others - {digest}:
+        raise EvalError(f"{out}/runs holds GLUE runs of another (or an unrecorded) checkpoint: pass another --output")
+    claim = {"checkpoint": os.path.abspath(ckpt), "sha256": digest}
+    if write:
+        atomic_write(claim_path, json.dumps(claim, indent=2) + "\n")
+    return claim
+
+
+def collect(out: Path, sha256: Optional[str] = None) -> List[Dict]:
+    """The finished runs under ``out/runs`` (of the checkpoint with ``sha256``, if given)."""
     results = []
     for path in sorted((Path(out) / "runs").glob("*/*/result.json")):
         try:
-            results.append(json.loads(path.read_text()))
+            result = json.loads(path.read_text())
         except ValueError:
             continue
+        if sha256 is None or result.get("checkpoint_sha256") == sha256:
+            results.append(result)
     return results
 
 
@@ -532,8 +580,12 @@ def _details(r: Dict) -> str:
 
 
 def write_table(out: Path, checkpoint: Optional[str] = None) -> Dict:
-    """``out/results.md`` and ``out/results.json`` from every finished run under ``out/runs``."""
-    results = collect(out)
+    """``out/results.md`` and ``out/results.json`` from the finished runs under ``out/runs`` of
+    the checkpoint recorded in ``out/checkpoint.json``."""
+    claim_path = Path(out) / CLAIM
+    claim = json.loads(claim_path.read_text()) if claim_path.is_file() else {}
+    checkpoint = checkpoint or claim.get("checkpoint")
+    results = collect(out, claim.get("sha256"))
     best = best_per_task(results)
     md = [f"# GLUE dev results{': ' + checkpoint if checkpoint else ''}", "",
           "Best grid point per task (selected on dev, as in the paper; scores x100):", "",
@@ -550,7 +602,7 @@ def write_table(out: Path, checkpoint: Optional[str] = None) -> Dict:
                                             r["lr"], r["epochs"])):
         md.append(f"| {r['task']} | {r['lr']:g} | {r['epochs']} | {r['batch_size']} | {_pct(r['score'])} | "
                   f"{r['seconds']} |")
-    report = {"checkpoint": checkpoint, "best": best, "runs": results}
+    report = {"checkpoint": checkpoint, "checkpoint_sha256": claim.get("sha256"), "best": best, "runs": results}
     atomic_write(Path(out) / "results.md", "\n".join(md) + "\n")
     atomic_write(Path(out) / "results.json", json.dumps(report, indent=2) + "\n")
     return report
@@ -626,8 +678,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--codes", default=None, help="pre-training BPE codes (default: bpe.codes beside the "
                                                        "checkpoint's data-bin)")
         sp.add_argument("--dict", default=None, help="pre-training dict.txt (default: the checkpoint's data-bin)")
-        sp.add_argument("--workers", type=int, default=1, help="processes for tokenization and binarization")
-        sp.add_argument("--verbose", action="store_true", help="show preprocessing and fairseq output")
+        sp.add_argument("--workers", type=int, default=1, help="processes for tokenization and binarization (default: %(default)s)")
+        sp.add_argument("--verbose", action="store_true", help="show preprocessing and fairseq output (default: off)")
 
     pr = sub.add_parser("prepare", help="tokenize, BPE and binarize GLUE TSVs with the pre-training vocabulary")
     data_opts(pr)
@@ -637,24 +689,26 @@ def build_parser() -> argparse.ArgumentParser:
     data_opts(sw)
     sw.add_argument("--checkpoint", required=True, help="(grown, pre-trained) b2b_bert_* checkpoint")
     sw.add_argument("--grid", choices=sorted(GRIDS), default="paper", help="hyper-parameter grid (default: paper)")
-    sw.add_argument("--lrs", default=None, help="comma-separated learning rates (overrides the grid's)")
-    sw.add_argument("--epochs", default=None, help="comma-separated epoch counts (overrides the grid's)")
-    sw.add_argument("--batch-size", type=int, default=None, help="overrides the grid's batch size")
-    sw.add_argument("--seed", type=int, default=1)
-    sw.add_argument("--cpu", action="store_true", help="train on CPU even if CUDA is available")
+    sw.add_argument("--lrs", default=None, help="comma-separated learning rates (default: the grid's)")
+    sw.add_argument("--epochs", default=None, help="comma-separated epoch counts (default: the grid's)")
+    sw.add_argument("--batch-size", type=int, default=None, help="batch size of every run (default: the grid's, 32)")
+    sw.add_argument("--seed", type=int, default=1, help="fairseq-train --seed of every run (default: %(default)s)")
+    sw.add_argument("--cpu", action="store_true", help="train on CPU even if CUDA is available (default: off)")
     sw.add_argument("--fp16", action="store_true", help="mixed precision (CUDA); every run uses one device, so "
-                                                        "the batch size is the paper's")
-    sw.add_argument("--keep-checkpoints", action="store_true", help="keep each setting's checkpoint_best.pt")
-    sw.add_argument("--dry-run", action="store_true", help="prepare the data and print the training commands only")
+                                                        "the batch size is the paper's (default: off)")
+    sw.add_argument("--keep-checkpoints", action="store_true",
+                    help="keep each setting's checkpoint_best.pt (default: off, deleted once scored)")
+    sw.add_argument("--dry-run", action="store_true", help="prepare the data and print the training commands only (default: off)")
 
     tb = sub.add_parser("table", help="rewrite OUT/results.md and results.json from the finished runs")
-    tb.add_argument("--output", required=True)
+    tb.add_argument("--output", required=True, help="the --output folder of b2b-glue sweep (required)")
 
     bt = sub.add_parser("builtin-task", help="write the built-in MILTON task (SST-2 layout) from the built-in corpus")
     bt.add_argument("--output", required=True, help="GLUE-style folder; MILTON/{train,dev}.tsv go in it")
-    bt.add_argument("--train-per-class", type=int, default=2000)
-    bt.add_argument("--dev-per-class", type=int, default=500)
-    bt.add_argument("--seed", type=int, default=1)
+    bt.add_argument("--train-per-class", type=int, default=2000,
+                    help="train lines per class (default: %(default)s)")
+    bt.add_argument("--dev-per-class", type=int, default=500, help="dev lines per class (default: %(default)s)")
+    bt.add_argument("--seed", type=int, default=1, help="seed of the line sampling (default: %(default)s)")
     return p
 
 
@@ -693,8 +747,12 @@ def cmd_sweep(args) -> Dict:
     summary, dict_path = bert_checkpoint(args.checkpoint, Path(args.dict) if args.dict else None)
     args.dict = str(dict_path)
     settings = grid_settings(args)
+    if not args.dry_run:
+        claim_output(Path(args.output), args.checkpoint, write=False)  # refused before anything is written
     metas = cmd_prepare(args)
     out = Path(args.output)
+    claim = claim_output(out, args.checkpoint) if not args.dry_run else None
+    args.checkpoint_sha256 = claim["sha256"] if claim else None
     for spec in specs:
         data_bin = out / "data" / f"{spec.name}-bin"
         for setting in settings:

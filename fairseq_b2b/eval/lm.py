@@ -57,6 +57,55 @@ from .common import (EvalError, atomic_write, bpe_lines, check_dictionary, check
 
 PROG = "b2b-eval-lm"
 AGREE_RTOL = 1e-4  # fairseq accumulates in float32 and rounds its log line
+DETOKENIZERS = ("none", "wikitext")
+
+# WikiText / PTB word-level tokenization undone, in this order (each rule sees the previous ones' output)
+_WIKITEXT_RULES = [
+    (re.compile(r" @([-,.])@ "), r"\1"),                         # 1 @,@ 000 / state @-@ of @-@ the @-@ art / 3 @.@ 5
+    (re.compile(r"(?<!\S)=( =)+(?=\s|$)"), lambda m: m.group(0).replace(" ", "")),  # = = Section = = -> == Section ==
+    (re.compile(r'(?<!\S)" ([^"]*?) "(?!\S)'), r'"\1"'),           # " quoted " -> "quoted"
+    (re.compile(r"([(\[{$]) "), r"\1"),                           # no space after an opening bracket or $
+    (re.compile(r" ([.,;:!?%)\]}])"), r"\1"),                     # nor before closing punctuation
+    (re.compile(r" (n't|'s|'re|'ve|'m|'ll|'d)(?![A-Za-z])", re.IGNORECASE), r"\1"),  # do n't -> don't, it 's -> it's
+]
+
+
+def wikitext_detokenize(text: str) -> str:
+    """WikiText/PTB-tokenized text back to running text (``--detokenize wikitext``)."""
+    text = f" {text} "
+    for pattern, repl in _WIKITEXT_RULES:
+        text = pattern.sub(repl, text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def split_unk_words(lines: List[str], unk_word: str) -> List[List[str]]:
+    """Each line as the text pieces between its ``unk_word`` words (whitespace-delimited):
+    ``n`` such words give ``n + 1`` pieces, which are tokenized and BPE-split on their own and
+    joined again around the dictionary's ``<unk>``."""
+    if not unk_word:
+        return [[line] for line in lines]
+    pattern = re.compile(r"(?<!\S)" + re.escape(unk_word) + r"(?!\S)")
+    return [pattern.split(line) for line in lines]
+
+
+def prepare_lines(lines: List[str], args, workdir: Path, unk_symbol: str):
+    """The BPE text of each line, as the pre-training corpus was made, and the number of the
+    file's ``--unk-word`` words, each now the single symbol ``unk_symbol``."""
+    pieces = split_unk_words(lines, args.unk_word)
+    flat = [piece for line in pieces for piece in line]
+    if args.detokenize == "wikitext":
+        flat = [wikitext_detokenize(piece) for piece in flat]
+    done = iter(bpe_lines(flat, args.codes, workdir, args.workers, args.pretokenized, args.verbose))
+    out = []
+    for line in pieces:
+        parts = [next(done) for _ in line]
+        tokens = []
+        for i, part in enumerate(parts):
+            if i:
+                tokens.append(unk_symbol)
+            tokens.extend(part.split())
+        out.append(" ".join(tokens))
+    return out, sum(len(line) - 1 for line in pieces)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="raw text to evaluate, one line per sentence/paragraph (repeatable)")
     p.add_argument("--name", action="append", default=[], help="a name per --eval-file, in order (default: file name)")
     p.add_argument("--pretokenized", action="store_true",
-                   help="skip Moses tokenization (only if the training text was not Moses-tokenized either)")
+                   help="skip Moses tokenization (only if the training text was not Moses-tokenized either; "
+                        "default: off)")
+    p.add_argument("--unk-word", default="<unk>", metavar="WORD",
+                   help="the word that marks an out-of-vocabulary word in the eval file (PTB and WikiText use <unk>): "
+                        "scored as the dictionary's <unk>, one token and one word, instead of being tokenized as "
+                        "text; '' to tokenize it like any other word (default: %(default)s)")
+    p.add_argument("--detokenize", choices=DETOKENIZERS, default="none",
+                   help="wikitext: undo the WikiText/PTB word-level tokenization before the training tokenization, "
+                        "as GPT-2-style zero-shot evaluations do (' @-@ ' -> '-', ' @,@ ' -> ',', ' @.@ ' -> '.', no "
+                        "space before punctuation or inside brackets and quotes, \" n't\" / \" 's\" joined, "
+                        "'= = x = =' -> '== x =='); words are still counted on the original file (default: %(default)s)")
     p.add_argument("--sample-break-mode", choices=["none", "eos"], default="none",
                    help="none: score the file as one stream with a context window (default); eos: each line alone")
     p.add_argument("--tokens-per-sample", type=int, default=None,
@@ -78,14 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens of extra context per block (default: half of --tokens-per-sample; 0 with eos)")
     p.add_argument("--max-tokens", type=int, default=4096, help="tokens per batch (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per batch (default: by --max-tokens)")
-    p.add_argument("--cpu", action="store_true", help="evaluate on CPU even if CUDA is available")
-    p.add_argument("--fp16", action="store_true", help="half precision (CUDA)")
-    p.add_argument("--workers", type=int, default=1, help="processes for tokenization/BPE/binarization")
+    p.add_argument("--cpu", action="store_true", help="evaluate on CPU even if CUDA is available (default: off)")
+    p.add_argument("--fp16", action="store_true", help="half precision (CUDA; default: off)")
+    p.add_argument("--workers", type=int, default=1, help="processes for tokenization/BPE/binarization (default: %(default)s)")
     p.add_argument("--workdir", default=None,
                    help="keep the BPE text and data-bin of each file here (default: a temporary folder, removed)")
-    p.add_argument("--output-json", default=None, help="write the results as JSON to this file")
-    p.add_argument("--report-json", action="store_true", help="print the results as one JSON line at the end")
-    p.add_argument("--verbose", action="store_true", help="show the preprocessing and fairseq-eval-lm output")
+    p.add_argument("--output-json", default=None, help="write the results as JSON to this file (default: none)")
+    p.add_argument("--report-json", action="store_true", help="print the results as one JSON line at the end (default: off)")
+    p.add_argument("--verbose", action="store_true", help="show the preprocessing and fairseq-eval-lm output (default: off)")
     return p
 
 
@@ -165,8 +224,8 @@ def evaluate_file(path: str, name: str, args, plan: Dict, summary: Dict, diction
     here.mkdir(parents=True)
     lines = read_lines(path)
     whitespace_words = sum(len(line.split()) for line in lines)
-    bpe = bpe_lines(lines, args.codes, here, args.workers, args.pretokenized, args.verbose)
-    units, unknown = count_unknowns(bpe, dictionary)
+    bpe, unk_words = prepare_lines(lines, args, here, dictionary.unk_word)
+    units, unknown = count_unknowns(bpe, dictionary)  # the dictionary's own <unk> is a known unit
     bpe_path = here / "test.bpe"
     with open(bpe_path, "w", encoding="utf-8") as f:
         f.write("".join(line + "\n" for line in bpe))
@@ -188,7 +247,8 @@ def evaluate_file(path: str, name: str, args, plan: Dict, summary: Dict, diction
     agree = math.isclose(record["fairseq_loss_base2"], bits, rel_tol=AGREE_RTOL, abs_tol=1e-6)
     return {
         "name": name, "file": str(path), "lines": len(lines), "whitespace_words": whitespace_words,
-        "words": words, "bpe_units": units, "tokens": tokens, "unknown_units": sum(unknown.values()),
+        "words": words, "bpe_units": units, "tokens": tokens, "unk_words": unk_words,
+        "unknown_units": sum(unknown.values()),
         "unknown_types": len(unknown), "unknown_rate": sum(unknown.values()) / max(units, 1),
         "unknown_examples": dict(unknown.most_common(20)), "unknown_summary": unknown_summary(unknown),
         "nonfinite_tokens": record["nonfinite_tokens"], "nll_nats": nll,
@@ -234,21 +294,31 @@ def evaluate(args) -> Dict:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
     return {"checkpoint": str(args.path), "arch": get(summary["model_args"], "arch"), "data": str(args.data),
-            "codes": str(args.codes), "sample_break_mode": args.sample_break_mode, **plan, "results": results}
+            "codes": str(args.codes), "sample_break_mode": args.sample_break_mode, "detokenize": args.detokenize,
+            "unk_word": args.unk_word, **plan, "results": results}
 
 
 def format_report(report: Dict, show_commands: bool) -> str:
     out = [f"{PROG}: {report['checkpoint']} ({report['arch']}), sample-break-mode {report['sample_break_mode']}, "
-           f"{report['tokens_per_sample']} tokens per input of which {report['context_window']} context", ""]
-    out.append("| eval | lines | words | BPE tokens | unknown BPE units | loss (bits/token) | PPL/token | PPL/word |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+           f"{report['tokens_per_sample']} tokens per input of which {report['context_window']} context, "
+           f"detokenization {report['detokenize']}, "
+           + (f"the file's {report['unk_word']} scored as the dictionary's <unk>" if report["unk_word"]
+              else "no unknown-word marker"), ""]
+    out.append(f"| eval | lines | words | BPE tokens | {report['unk_word'] or 'marked'} words | unknown BPE units | "
+               "loss (bits/token) | PPL/token | PPL/word |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in report["results"]:
-        out.append(f"| {r['name']} | {r['lines']:,} | {r['words']:,} | {r['tokens']:,} | "
+        out.append(f"| {r['name']} | {r['lines']:,} | {r['words']:,} | {r['tokens']:,} | {r['unk_words']:,} | "
                    f"{r['unknown_units']:,} ({100 * r['unknown_rate']:.2f}%) | {r['loss_base2_per_token']:.4f} | "
                    f"{r['ppl_per_token']:.2f} | {r['ppl_per_word']:.2f} |")
     out.append("")
     out.append("words = whitespace tokens of the file + one end-of-line per line; tokens = BPE units + one </s> "
                "per line; PPL/word = exp(total NLL / words).")
+    if report["unk_word"]:
+        out.append(f"Each {report['unk_word']} of a file is one token (the dictionary's <unk>) and one word; unknown "
+                   "BPE units are units of the rest of the text that the dictionary lacks (also scored as <unk>).")
+    if report.get("vocab_check", {}).get("summary"):
+        out.append(f"BPE codes vs dictionary: {report['vocab_check']['summary']}")
     for r in report["results"]:
         if r["unknown_units"]:
             out.append(f"{r['name']}: {r['unknown_units']:,} BPE units not in the dictionary were scored as <unk>: "
@@ -271,7 +341,12 @@ def run(argv: Optional[List[str]] = None) -> Dict:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s",
                         force=True)
     try:
+        from ..data import vocab_check  # --codes and --data's dict.txt as a pair: a recorded mismatch is refused
+
+        pair = vocab_check.check_eval_pair(Path(args.data) / "dict.txt", args.codes)
         report = evaluate(args)
+        report["vocab_check"] = vocab_check.eval_check_report(
+            pair, {r["name"]: r["unknown_rate"] for r in report["results"]}, PROG)
     except B2BError as e:
         raise SystemExit(f"{PROG}: error: {e}") from None
     except OSError as e:

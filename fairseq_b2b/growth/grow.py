@@ -6,6 +6,7 @@ not imported.  The fairseq glue lives in ``fairseq_b2b.growth_hook``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -13,7 +14,7 @@ import torch
 
 from .expand import expand_in, expand_out
 from .layout import FFN, HEAD, IN, OUT, RES, FamilyLayout, Param
-from .mapping import copy_counts, exact_stream_mapping, heads_to_neurons, sample_mapping
+from .mapping import copy_counts, exact_stream_mapping, heads_to_neurons, sample_mapping, stream_statistics_weights
 
 METHODS = ("fpi", "aki", "direct_copy")
 
@@ -44,8 +45,11 @@ class GrowthResult:
     state_dict: dict
     maps: dict  # width -> neuron-level mapping used
     layer_order: list  # target layer i was stacked from width-expanded source layer layer_order[i]
-    layernorm_eps_scale: float = 1.0  # the exact mode scales LayerNorm's eps by this factor
+    layernorm_eps_scale: float = 1.0  # the standard-LayerNorm exact mode scales LayerNorm's eps by this factor
     notes: list = field(default_factory=list)
+    # weighted-statistics LayerNorm: module name (a LayerNorm parameter key without ".weight")
+    # -> per-entry statistics weights over the target stream (empty: standard LayerNorms)
+    layernorm_weights: dict = field(default_factory=dict)
 
 
 def check_growable(src: ModelShape, tgt: ModelShape, method: str, exact: bool) -> None:
@@ -73,6 +77,7 @@ def make_maps(src: ModelShape, tgt: ModelShape, seed: int, exact: bool = False) 
 
     The residual stream has one mapping for all modules (the constraints of eqs. 10-12:
     g_out^e = g_in^{qkv} = g_out^o = g_in^1 = g_out^2); heads and FFN neurons each have one.
+    ``exact`` is the standard-LayerNorm exact mode (copies plus mean-filled entries).
     """
     gen = torch.Generator().manual_seed(seed)
     res = exact_stream_mapping(src.embed_dim, tgt.embed_dim) if exact else sample_mapping(src.embed_dim, tgt.embed_dim, gen)
@@ -139,6 +144,34 @@ def widen_layer(layout: FamilyLayout, sd: dict, layer: int, upper: int | None, m
     return widened
 
 
+CARRIED_BUFFERS = ("version",)  # fairseq's state-dict version buffers: not learned, carried over unchanged
+
+
+def _shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape
+
+
+def untied_outputs(layout: FamilyLayout, sd: dict) -> list:
+    """The output projections of ``sd`` that are trained apart from the input embedding they
+    alias in a tied model (roberta --untie-weights-roberta, a transformer_lm without
+    --share-decoder-input-output-embed)."""
+    return [alias for alias, original in layout.tied.items() if alias in sd and original in sd
+            and not _shares_storage(sd[alias], sd[original]) and not torch.equal(sd[alias], sd[original])]
+
+
+def _global_params(layout: FamilyLayout, untied: list) -> list:
+    """The layout's global Params; an untied output projection reads the stream, an
+    in-dimension (eq. 7), and the LayerNorm before it is then widened like any other (eq. 13)."""
+    params = []
+    for param in layout.globals:
+        if param.name in untied:
+            param = Param(param.name, (None, (RES, IN)))
+        elif param.feeds_tied_output and untied:
+            param = dataclasses.replace(param, feeds_tied_output=False)
+        params.append(param)
+    return params
+
+
 def _unknown_layer_keys(layout: FamilyLayout, sd: dict) -> list:
     known = {p.name for p in layout.layer_params}
     prefix = layout.layer_prefix
@@ -154,6 +187,7 @@ def grow_state_dict(
     exact: bool = False,
     seed: int = 1,
     target_init: dict | None = None,
+    weighted_layernorm: bool | None = None,
 ) -> GrowthResult:
     """Grow ``source`` (shape ``src``) into a state dict of shape ``tgt``.
 
@@ -161,34 +195,52 @@ def grow_state_dict(
     layer has no upper layer and uses itself, i.e. FPI) or ``direct_copy`` (the source is
     copied into the top-left corner of ``target_init`` and its bottom ``Ls`` layers; the rest
     keeps the target's own initialisation).  Depth follows Algorithm 1 for fpi/aki.
-    ``exact`` (fpi only) keeps the function at any width ratio for pre-LN models: the stream
-    is ``k`` full copies plus entries equal to its mean, LayerNorm gains and eps are rescaled.
+    ``exact`` (fpi only) keeps the function at any width ratio.  With ``weighted_layernorm``
+    (the default for ``exact``) the mapping is the paper's and every LayerNorm of the target gets
+    the statistics weights ``1/(C_g(g(j)) * Ds)`` (``result.layernorm_weights``): its mean and
+    variance are the source's, so every LayerNorm output is a copy of the source's and eqs. 7-13
+    carry it through, for post-LN and pre-LN alike.  With ``weighted_layernorm=False`` the exact
+    mode keeps standard LayerNorms: the stream is ``k`` full copies plus entries equal to its mean,
+    LayerNorm gains and eps are rescaled (exact for pre-LN at any ratio, post-LN at integer ratios).
+    ``weighted_layernorm`` with ``aki`` gives AKI the same weights (the source's statistics at
+    the embedding LayerNorm; AKI is not function-preserving by design).
     """
     described = {p.name for p in layout.globals}
     unknown = _unknown_layer_keys(layout, source) or [
         k for k, v in source.items() if not layout.is_layer_key(k) and k not in described and torch.is_tensor(v)
-        and v.is_floating_point() and v.dim() >= 2]
+        and v.is_floating_point() and k.rsplit(".", 1)[-1] not in CARRIED_BUFFERS]
     if unknown:
         raise GrowthError(f"source parameter '{unknown[0]}' is not part of the {layout.family} layout: the source arch is "
-                          "not supported (e.g. a transformer_lm with --decoder-input-dim != --decoder-embed-dim, "
-                          "or with untied/adaptive embeddings)")
+                          "not supported (e.g. a pre-LN roberta's final layer_norm, a transformer_lm with "
+                          "--decoder-input-dim != --decoder-embed-dim, or adaptive/sinusoidal embeddings)")
     check_growable(src, tgt, method, exact)
+    untied = untied_outputs(layout, source)
+    if target_init is not None:
+        tied_in_target = [a for a in untied if a in target_init and _shares_storage(target_init[a], target_init[layout.tied[a]])]
+        if tied_in_target:
+            raise GrowthError(f"the source's output projection '{tied_in_target[0]}' is trained apart from (untied) "
+                              f"'{layout.tied[tied_in_target[0]]}' but the target ties them, which would drop one of the "
+                              f"two: {layout.untie_hint}")
+    weighted = exact if weighted_layernorm is None else bool(weighted_layernorm)
+    if weighted and method == "direct_copy":
+        raise GrowthError("the weighted-statistics LayerNorm needs a copy mapping: use it with fpi or aki, not direct_copy")
     if method == "direct_copy":
         if target_init is None:
             raise GrowthError("direct_copy needs the target's own initial state dict (target_init)")
         return _direct_copy(source, layout, src, tgt, target_init)
 
-    maps = make_maps(src, tgt, seed, exact)
-    ratio = (tgt.embed_dim // src.embed_dim) * src.embed_dim / tgt.embed_dim if exact else 1.0
+    mean_filled = exact and not weighted  # the standard-LayerNorm exact mode
+    maps = make_maps(src, tgt, seed, mean_filled)
+    ratio = (tgt.embed_dim // src.embed_dim) * src.embed_dim / tgt.embed_dim if mean_filled else 1.0
     src_sizes = {RES: src.embed_dim, HEAD: src.heads * int(src.head_dim), FFN: src.ffn_dim}
     order = stack_layer_order(src.layers, tgt.layers)
 
     out = {}
-    for param in layout.globals:
-        if param.name in source and param.name not in layout.tied:
+    for param in _global_params(layout, untied):
+        if param.name in source and (param.name not in layout.tied or param.name in untied):
             out[param.name] = widen_tensor(source[param.name], param, maps, ratio)
     for alias, original in layout.tied.items():
-        if alias in source and original in out:
+        if alias in source and original in out and alias not in untied:
             out[alias] = out[original]
     widened = {}
     for i, j in enumerate(order):
@@ -202,23 +254,55 @@ def grow_state_dict(
         if key not in out and key not in described and not layout.is_layer_key(key):
             out[key] = value  # buffers such as "version": carried over unchanged
     result = GrowthResult(out, maps, order, layernorm_eps_scale=ratio)
-    if exact and not layout.pre_ln and tgt.embed_dim % src.embed_dim:
-        result.notes.append(
-            f"exact mode on a post-LN model at the non-integer width ratio {tgt.embed_dim}/{src.embed_dim}: "
-            "standard LayerNorm cannot be kept exact there (README, 'Exact mode'); the residual is measured")
+    if weighted:
+        w = stream_statistics_weights(maps[RES], src.embed_dim)
+        result.layernorm_weights = {key[:-len(".weight")]: w for key in _layernorm_weight_keys(layout, out)}
+    result.notes.extend(_not_exact_notes(layout, source, src, tgt, method, exact, weighted))
     if target_init is not None:
         check_matches_target(out, target_init)
     return result
+
+
+def _layernorm_weight_keys(layout: FamilyLayout, grown: dict) -> list:
+    """The gain keys of every LayerNorm (eq. 13) in a grown state dict."""
+    norms = {p.name for p in layout.globals if p.norm == "weight"}
+    layer_norms = {p.name for p in layout.layer_params if p.norm == "weight"}
+    return [k for k in grown if k in norms or (
+        layout.is_layer_key(k) and k[len(layout.layer_prefix):].split(".", 1)[1] in layer_norms)]
+
+
+def _not_exact_notes(layout, source, src, tgt, method, exact, weighted) -> list:
+    """Every case in which a growth asked to be exact does not keep the source function (the
+    growth log and report name them)."""
+    if not exact:
+        return []
+    notes, ratio = [], f"{tgt.embed_dim}/{src.embed_dim}"
+    if tgt.layers != src.layers:
+        notes.append(f"exact mode with depth growth ({src.layers} -> {tgt.layers} layers): the width expansion is exact, "
+                     "the stacked layers (Algorithm 1) change the function by design")
+    if not weighted and tgt.embed_dim % src.embed_dim:
+        if not layout.pre_ln:
+            notes.append(f"standard-LayerNorm exact mode on a post-LN model at the non-integer width ratio {ratio}: "
+                         "after a LayerNorm the mean-filled entries are constants, not the mean; not exact "
+                         "(use the weighted-statistics LayerNorm, --growth-anneal-updates > 0)")
+        norm_embed = [p.name for p in layout.globals if p.norm == "weight" and "embedding" in p.name]
+        if layout.pre_ln and any(k in source for k in norm_embed):
+            notes.append(f"standard-LayerNorm exact mode on a pre-LN model with an embedding LayerNorm at the "
+                         f"non-integer width ratio {ratio}: its extra entries become 0, not the stream's mean; not exact "
+                         "(use the weighted-statistics LayerNorm, --growth-anneal-updates > 0)")
+    return notes
 
 
 def _direct_copy(source, layout, src, tgt, target_init) -> GrowthResult:
     """DirectCopy (Table 1): the source fills the top-left corner of every matching tensor of
     the target's own initialisation, layer i from source layer i for i < Ls."""
     out = {k: v.clone() for k, v in target_init.items()}
+    tied_in_target = {a for a, o in layout.tied.items() if a in target_init and o in target_init
+                      and _shares_storage(target_init[a], target_init[o])}
     for key, value in source.items():
         if layout.is_layer_key(key) and int(key[len(layout.layer_prefix):].split(".")[0]) >= tgt.layers:
             continue
-        if key in layout.tied or key not in out:
+        if key in tied_in_target or key not in out:
             continue
         target = out[key]
         if target.dim() != value.dim() or any(a > b for a, b in zip(value.shape, target.shape)):
@@ -226,7 +310,7 @@ def _direct_copy(source, layout, src, tgt, target_init) -> GrowthResult:
                               "source and target must share the dictionary and max positions (--max-positions)")
         target[tuple(slice(0, n) for n in value.shape)] = value
     for alias, original in layout.tied.items():
-        if alias in out and original in out:
+        if alias in tied_in_target and original in out:
             out[alias] = out[original]
     check_matches_target(out, target_init)
     return GrowthResult(out, {}, list(range(src.layers)), notes=["direct_copy: layers >= Ls keep the target's init"])
@@ -237,6 +321,10 @@ def check_matches_target(grown: dict, target_init: dict) -> None:
     missing = [k for k in target_init if k not in grown]
     if missing:
         raise GrowthError(f"the grown model lacks '{missing[0]}' that the target arch has: source and target archs differ in structure")
+    extra = [k for k in grown if k not in target_init]
+    if extra:
+        raise GrowthError(f"the source's '{extra[0]}' has no place in the target arch: source and target archs differ in "
+                          "structure")
     for key, value in grown.items():
         if key in target_init and tuple(target_init[key].shape) != tuple(value.shape):
             raise GrowthError(

@@ -68,6 +68,7 @@ class FamilyLayout:
     tied: dict = field(default_factory=dict)  # alias key -> key it shares storage with
     pre_ln: bool = False
     layer_params: tuple = TRANSFORMER_LAYER
+    untie_hint: str = ""  # how to build a target whose output projection is untied (one-line errors)
 
     def layer_key(self, layer: int, name: str) -> str:
         return f"{self.layer_prefix}{layer}.{name}"
@@ -96,6 +97,7 @@ BERT = FamilyLayout(
     ),
     tied={"encoder.lm_head.weight": "encoder.sentence_encoder.embed_tokens.weight"},
     pre_ln=False,
+    untie_hint="build the target with --untie-weights-roberta (b2b-grow takes it from the source)",
 )
 
 GPT = FamilyLayout(
@@ -111,6 +113,8 @@ GPT = FamilyLayout(
     ),
     tied={"decoder.output_projection.weight": "decoder.embed_tokens.weight"},
     pre_ln=True,
+    untie_hint=("grow it with b2b-grow, which builds the b2b_gpt target untied like its source (a b2b_gpt "
+                "that fairseq-train builds always ties them)"),
 )
 
 LAYOUTS = {"bert": BERT, "gpt": GPT}

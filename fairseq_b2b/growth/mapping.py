@@ -39,6 +39,20 @@ def copy_counts(mapping: torch.Tensor, d_src: int) -> torch.Tensor:
     return torch.bincount(mapping[mapping >= 0], minlength=d_src)
 
 
+def stream_statistics_weights(mapping: torch.Tensor, d_src: int) -> torch.Tensor:
+    """Per-entry weights of the weighted-statistics LayerNorm of an exactly grown model.
+
+    ``w_j = 1 / (C_g(g(j)) * d_src)`` with C_g the copy counts of eq. 7: the ``C_g(i)`` copies of
+    source entry ``i`` share the weight ``1/d_src`` that entry ``i`` has in the source's
+    LayerNorm, so ``sum_j w_j f(x_g(j)) = mean_i f(x_i)`` for any ``f``: the grown stream has the
+    source's mean and variance at any width ratio.  The weights sum to 1.
+    """
+    if (mapping < 0).any():
+        raise ValueError("statistics weights need a copy mapping (no MEAN entries)")
+    counts = copy_counts(mapping, d_src).to(torch.float64)
+    return (1.0 / (counts[mapping] * d_src)).to(torch.float32)
+
+
 def heads_to_neurons(head_mapping: torch.Tensor, head_dim: int) -> torch.Tensor:
     """Head-wise expansion (eq. 11): a mapping over heads becomes one over their neurons, so
     that whole heads are copied and the head size stays fixed."""

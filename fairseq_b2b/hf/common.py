@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -43,7 +41,7 @@ import torch
 
 from ..errors import B2BError
 
-HF_EXTRA = "pip install fairseq-b2b[hf]"
+HF_EXTRA = 'pip install ".[hf]" (run in the fairseq-b2b project folder: the package is not on PyPI)'
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 MASK = "<mask>"
 FAMILIES = {"bert": "bert", "gpt2": "gpt"}  # --family value -> fairseq_b2b family
@@ -81,33 +79,19 @@ def one_line(msg: str) -> str:
 
 
 @contextlib.contextmanager
-def cli_errors():
-    """Turn B2BError into ``SystemExit("fairseq-b2b: error: ...")`` (one line, no traceback)."""
+def cli_errors(prog: str):
+    """Turn B2BError into ``SystemExit(f"{prog}: error: ...")`` (one line, no traceback), the
+    prefix every console command uses (``b2b-import-hf: error: ...``)."""
     try:
         yield
     except B2BError as e:
-        raise SystemExit(f"fairseq-b2b: error: {one_line(e)}") from None
+        raise SystemExit(f"{prog}: error: {one_line(e)}") from None
 
 
 # ----------------------------------------------------------------------------- optional deps
 
-def _guard_broken_torchaudio() -> None:
-    """transformers imports torchaudio when it is installed; fairseq pulls in a torchaudio that
-    does not load beside torch 2.13 (OSError on its C extension).  A torchaudio that cannot be
-    imported is hidden from transformers (it needs it only for audio models)."""
-    if "torchaudio" in sys.modules or importlib.util.find_spec("torchaudio") is None:
-        return
-    try:
-        import torchaudio  # noqa: F401
-    except Exception:
-        for name in [n for n in sys.modules if n == "torchaudio" or n.startswith("torchaudio.")]:
-            del sys.modules[name]
-        sys.modules["torchaudio"] = None  # find_spec -> None, import -> ImportError
-
-
 def require_transformers():
     """The ``transformers`` module, or a one-line B2BError naming the extra to install."""
-    _guard_broken_torchaudio()
     try:
         import transformers
     except ImportError:

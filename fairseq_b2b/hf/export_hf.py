@@ -58,7 +58,10 @@ def resolve_dict(ckpt: str, state: dict, dict_path: str | None) -> str:
     except (KeyError, TypeError, AttributeError):
         data = None
     if data:
-        candidates += [os.path.join(str(d), "dict.txt") for d in str(data).split(os.pathsep)[:1]]
+        from ..paths import resolve_data_dir
+
+        found = resolve_data_dir(data, ckpt)  # a relative path recorded at training, found from here
+        candidates += [os.path.join(str(found or data).split(os.pathsep)[0], "dict.txt")]
     for path in candidates:
         if os.path.isfile(path):
             return path
@@ -76,9 +79,10 @@ def _hf_dir_metadata(src: str, family: str) -> dict:
             "source": os.path.abspath(src), "token_type_embeddings": None}
 
 
-def find_metadata(state: dict, args, family: str, tokenizer_from: str | None):
+def find_metadata(state: dict, args, family: str, tokenizer_from: str | None, ckpt: str | None = None):
     """(metadata of the HF import or None, where it came from, whether it is the checkpoint's own)."""
     from ..growth_hook import checkpoint_model_args, load_checkpoint
+    from ..paths import resolve_file
 
     if tokenizer_from == "none":
         return None, None, False
@@ -96,8 +100,10 @@ def find_metadata(state: dict, args, family: str, tokenizer_from: str | None):
     for _ in range(8):  # follow b2b_grown_from back to an imported checkpoint
         grown = _get(args, "b2b_grown_from")
         source = _get(grown, "source") if grown is not None else None
+        source = resolve_file(source, ckpt) or source  # recorded relative to the training folder
         if not source or source in seen or not os.path.isfile(source):
             return None, source, False
+        ckpt = source
         seen.add(source)
         with quiet_fairseq():
             src_state = load_checkpoint(source)
@@ -222,7 +228,7 @@ def _hf_config(tr, family: str, args, shape: dict, mapping: VocabMapping, meta, 
     values = dict(vocab_size=len(mapping.hf_tokens), n_embd=D, n_layer=shape["layers"], n_head=shape["heads"],
                   n_inner=None if F == 4 * D else F, n_positions=shape["positions"],
                   activation_function=FAIRSEQ_TO_HF_ACT[act], layer_norm_epsilon=eps, resid_pdrop=dropout,
-                  embd_pdrop=dropout, attn_pdrop=attn_dropout, bos_token_id=hf_id("<s>") if fairseq_mode else eos,
+                  embd_pdrop=dropout, attn_pdrop=attn_dropout, bos_token_id=eos,
                   eos_token_id=eos, architectures=[cls_name])
     if "n_ctx" in base:
         values["n_ctx"] = shape["positions"]
@@ -265,6 +271,70 @@ def _write_tokenizer(out: str, family: str, mapping: VocabMapping, meta: dict, m
     return written
 
 
+# ----------------------------------------------------------------------------- fairseq BPE as an XLM tokenizer
+
+def find_codes(dict_path: str, codes: str | None) -> str | None:
+    """--codes, or the ``bpe.codes`` that b2b-preprocess writes beside ``data-bin/``."""
+    if codes:
+        if not os.path.isfile(codes):
+            raise B2BError(f"--codes '{codes}' does not exist")
+        return codes
+    here = os.path.dirname(os.path.abspath(dict_path))
+    for path in (os.path.join(here, "bpe.codes"), os.path.join(os.path.dirname(here), "bpe.codes")):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def xlm_token(symbol: str) -> str:
+    """A fastBPE unit in HF XLM's notation: a word-internal unit ``ab@@`` is ``ab``, a word-final
+    unit ``ab`` is ``ab</w>``; fairseq's specials keep their names."""
+    if symbol in ("<s>", "<pad>", "</s>", "<unk>", MASK):
+        return symbol
+    return symbol[:-2] if symbol.endswith("@@") else symbol + "</w>"
+
+
+def write_xlm_tokenizer(out: str, family: str, symbols: list, codes: str, dict_path: str, max_len: int) -> list:
+    """HF ``XLMTokenizer`` files that reproduce b2b-preprocess: Moses (en, no escaping, no
+    lower-casing) + the fastBPE merges, ids = fairseq's dictionary ids.  ``</s>`` is bos, eos and
+    sep for GPT (fairseq ends every line with it, so a prompt starts after one); BERT's inputs are
+    ``<s> ... </s>`` as masked_lm wraps them; ``<pad>``/``<unk>`` as in fairseq.  ``bpe.codes``
+    and ``dict.txt`` are copied beside them."""
+    from ..data.bpe import read_codes
+
+    vocab = {}
+    for i, symbol in enumerate(symbols):
+        vocab.setdefault(xlm_token(symbol), i)  # duplicates cannot occur in a fairseq dictionary
+    merges = read_codes(codes)
+    with open(os.path.join(out, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(vocab, f, ensure_ascii=False)
+    with open(os.path.join(out, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(f"{m[0]} {m[1]}\n" for m in merges))
+    first = "</s>" if family == "gpt" else "<s>"
+    specials = {"bos_token": first, "eos_token": "</s>", "sep_token": "</s>", "cls_token": first,
+                "pad_token": "<pad>", "unk_token": "<unk>"}
+    if MASK in vocab:
+        specials["mask_token"] = MASK
+    # split_special_tokens: "<unk>" in raw text (PTB, WikiText) is text to Moses, as in b2b-preprocess
+    config = {"tokenizer_class": "XLMTokenizer", "do_lowercase_and_remove_accent": False, "model_max_length": max_len,
+              "split_special_tokens": True,
+              "additional_special_tokens": [], "lang2id": None, "id2lang": None, **specials}
+    with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+    with open(os.path.join(out, "special_tokens_map.json"), "w", encoding="utf-8") as f:
+        json.dump(specials, f, indent=2)
+    shutil.copyfile(codes, os.path.join(out, "bpe.codes"))
+    shutil.copyfile(dict_path, os.path.join(out, "dict.txt"))
+    return ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "bpe.codes", "dict.txt"]
+
+
+def write_generation_config(tr, out: str, config) -> None:
+    """bos/eos/pad of the config as the defaults of ``generate``."""
+    gen = tr.GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+                              pad_token_id=getattr(config, "pad_token_id", None))
+    gen.save_pretrained(out)
+
+
 # ----------------------------------------------------------------------------- the command
 
 @contextlib.contextmanager
@@ -286,7 +356,7 @@ def _sha(t: torch.Tensor) -> str:
 
 
 def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_from: str | None = None,
-              force: bool = False, log=print) -> dict:
+              force: bool = False, log=print, codes: str | None = None) -> dict:
     """Export the fairseq checkpoint ``ckpt`` to the HF directory ``output``; B2BError on bad
     input, and then nothing is written."""
     tr = require_transformers()
@@ -324,7 +394,7 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
         raise B2BError(f"the dictionary '{dpath}' has {len(symbols)} symbols but the checkpoint's embedding has {rows} "
                        "rows: pass the dict.txt the model was trained with (--dict)")
 
-    meta, meta_from, own_meta = find_metadata(state, args, family, tokenizer_from)
+    meta, meta_from, own_meta = find_metadata(state, args, family, tokenizer_from, ckpt)
     if meta is not None:
         mapping = mapping_from_metadata(family, meta, symbols)
     else:
@@ -370,11 +440,19 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
         kwargs = {"safe_serialization": True} if "safe_serialization" in inspect.signature(model.save_pretrained).parameters else {}
         with _no_progress_bars(tr):
             model.save_pretrained(out, **kwargs)
-        if fairseq_mode:
+        codes_path = find_codes(dpath, codes) if fairseq_mode else None
+        if fairseq_mode and codes_path:
+            tok_files = write_xlm_tokenizer(out, family, symbols, codes_path, dpath, shape["positions"])
+        elif fairseq_mode:
             shutil.copyfile(dpath, os.path.join(out, "dict.txt"))
             tok_files = ["dict.txt"]
         else:
             tok_files = _write_tokenizer(out, family, mapping, meta, shape["positions"], log)
+        if family == "gpt":
+            write_generation_config(tr, out, config)
+        from ..checkpoints import follow_umask
+
+        follow_umask(out)  # the process umask, not save_pretrained's private model.safetensors
         if os.path.exists(output):
             os.replace(output, os.path.join(tmp, "old"))
         os.replace(out, output)
@@ -382,10 +460,14 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
     log(f"b2b-export-hf: {ckpt} -> {output} [{cls_name}: L={shape['layers']} D={shape['dim']} heads={shape['heads']} "
         f"FFN={shape['ffn']} positions={shape['positions']} act={config.to_dict().get('hidden_act', config.to_dict().get('activation_function'))} "
         f"layer-norm-eps={float(_get(args, 'layernorm_eps', 1e-5)):g}]")
-    if fairseq_mode:
+    if fairseq_mode and codes_path:
+        log(f"b2b-export-hf: tokenizer: XLMTokenizer (Moses + the fastBPE codes {codes_path}, ids = {dpath}): "
+            f"{', '.join(tok_files)}")
+    elif fairseq_mode:
         log(f"b2b-export-hf: the dictionary '{dpath}' is a fairseq dictionary (not from b2b-import-hf"
             f"{', grown from ' + meta_from + ' which was not found' if meta_from else ''}): weights and config are exported "
-            "in fairseq's token order and the tokenizer is fairseq's (dict.txt copied; apply the same BPE as for training). "
+            "in fairseq's token order and the tokenizer is fairseq's: no bpe.codes was found beside it (dict.txt copied; "
+            "pass --codes to export an HF XLMTokenizer). "
             "Pass --tokenizer-from IMPORTED_CKPT_OR_HF_DIR if the model came from an HF import")
     else:
         log(f"b2b-export-hf: tokenizer regenerated from {dpath} with the HF ids recorded by the import "
@@ -412,14 +494,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint written by b2b-import-hf or the original HF directory, for the HF vocabulary "
                         "(default: the checkpoint's own record, or the one it was grown from); 'none' exports "
                         "with the fairseq dictionary")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --output directory")
+    p.add_argument("--codes", default=None, metavar="PATH",
+                   help="fastBPE codes of a fairseq-dictionary model, exported as an HF XLMTokenizer (default: the "
+                        "bpe.codes beside the dictionary's data-bin, b2b-preprocess's layout)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --output directory (default: off)")
     return p
 
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    with cli_errors():
-        export_hf(args.checkpoint, args.output, dict_path=args.dict, tokenizer_from=args.tokenizer_from, force=args.force)
+    with cli_errors("b2b-export-hf"):
+        export_hf(args.checkpoint, args.output, dict_path=args.dict, tokenizer_from=args.tokenizer_from, force=args.force,
+                  codes=args.codes)
 
 
 if __name__ == "__main__":

@@ -424,14 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "pytorch_model.bin, vocab.txt (BERT) or vocab.json + merges.txt (GPT-2)")
     p.add_argument("--family", required=True, choices=sorted(FAMILIES), help="model family of SRC_DIR")
     p.add_argument("--output", required=True, metavar="CKPT", help="fairseq checkpoint to write; dict.txt goes next to it")
-    p.add_argument("--force", action="store_true", help="replace an existing dict.txt with other symbols next to CKPT")
-    p.add_argument("--seed", type=int, default=1, help="seed of the initialisation of parts HF does not have (MLM head)")
+    p.add_argument("--force", action="store_true", help="replace an existing dict.txt with other symbols next to CKPT (default: off)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the initialisation of parts HF does not have (MLM head; default: %(default)s)")
     return p
 
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    with cli_errors():
+    with cli_errors("b2b-import-hf"):
         import_hf(args.src, args.family, args.output, force=args.force, seed=args.seed)
 
 

@@ -5,11 +5,11 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture as roberta_base_architecture
 
-from .common import SubmodelMixin, add_growth_args, finish_build, register_shapes
+from .common import SubmodelMixin, WeightedLayerNormMixin, add_growth_args, finish_build, register_shapes
 
 
 @register_model("b2b_bert")
-class B2BBertModel(SubmodelMixin, RobertaModel):
+class B2BBertModel(WeightedLayerNormMixin, SubmodelMixin, RobertaModel):
     """RoBERTa's encoder with the bert2BERT options (``--init-from-small`` grows on build)."""
 
     family = "bert"

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..growth import METHODS
+from ..growth_hook import maybe_grow
 
 
 def add_growth_args(parser):
@@ -19,7 +20,14 @@ def add_growth_args(parser):
                        help="width expansion: fpi (function-preserving), aki (advanced knowledge init, the paper's default) "
                             "or direct_copy (baseline)")
     group.add_argument("--growth-exact", action="store_true", default=False,
-                       help="fpi only: function-preserving at any width ratio (rescales LayerNorm, see README)")
+                       help="fpi only: function-preserving at any width ratio, both families: LayerNorms weigh the "
+                            "grown stream's entries by 1/copy count (annealed to standard over the task's "
+                            "--growth-anneal-updates; with 0, or a task without annealing, the standard-LayerNorm "
+                            "exact mode: mean-filled entries, exact for pre-LN or integer ratios; see README)")
+    group.add_argument("--growth-weighted-layernorm", action="store_true", default=False,
+                       help="give the grown model the weighted-statistics LayerNorms of --growth-exact (annealed the "
+                            "same way) with --growth-method aki too, so that its LayerNorms start from the source's "
+                            "statistics (default off; implied by --growth-exact)")
     group.add_argument("--growth-seed", type=int, default=1, help="seed of the mapping functions g_in/g_out")
     group.add_argument("--layernorm-eps", type=float, default=None,
                        help="epsilon of every LayerNorm (default 1e-5, or the source's when growing; the exact "
@@ -48,21 +56,33 @@ def register_shapes(model_name: str, side: str, archs: dict, base_architecture) 
 def finish_build(model, args, task):
     """What every b2b model does once fairseq has built it: record the dictionary, set the
     LayerNorm eps, and grow from ``--init-from-small`` (which may inherit the source's eps)."""
-    from ..growth_hook import maybe_grow
-
     args.b2b_dictionary_checksum = dictionary_checksum(task.source_dictionary)
     inherit_eps = getattr(args, "layernorm_eps", None) is None
     if inherit_eps:
         args.layernorm_eps = 1e-5
-    set_layernorm_eps(model, args.layernorm_eps)
     maybe_grow(model, model.family, args, task, inherit_eps=inherit_eps)
+    set_layernorm_eps(model, args.layernorm_eps)  # the growth may have changed it (inherited, exact mode)
     return model
 
 
 def set_layernorm_eps(model: nn.Module, eps: float) -> None:
+    """The eps of every LayerNorm, of any class fairseq builds (nn.LayerNorm, apex's FusedLayerNorm)."""
+    from .weighted_layernorm import is_layernorm
+
     for module in model.modules():
-        if isinstance(module, nn.LayerNorm):
+        if is_layernorm(module):
             module.eps = eps
+
+
+class WeightedLayerNormMixin:
+    """A ``b2b_`` model loads state dicts saved while its LayerNorms anneal (exact growth): the
+    LayerNorms with statistics weights in the state dict become weighted ones first."""
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        from .weighted_layernorm import sync_with_state_dict
+
+        sync_with_state_dict(self, state_dict)
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
 
 def dictionary_checksum(dictionary) -> str:

@@ -5,11 +5,11 @@ from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig, base_lm_architecture
 
-from .common import SubmodelMixin, add_growth_args, finish_build, register_shapes
+from .common import SubmodelMixin, WeightedLayerNormMixin, add_growth_args, finish_build, register_shapes
 
 
 @register_model("b2b_gpt")
-class B2BGPTModel(SubmodelMixin, TransformerLanguageModel):
+class B2BGPTModel(WeightedLayerNormMixin, SubmodelMixin, TransformerLanguageModel):
     """fairseq's transformer_lm as GPT (pre-LN, GELU, learned positions, tied embeddings,
     unscaled input embeddings) with the bert2BERT options."""
 

@@ -59,22 +59,24 @@ class Submodel:
         return self.trainable_from > 0 or not self.train_embeddings
 
 
-def submodels(num_layers: int, lb: int) -> Tuple[Submodel, ...]:
-    """Algorithm 2, line 2: depths lb, 2*lb, ..., and Lt (top lb layers trained)."""
+def submodels(num_layers: int, lb: int, train_embeddings: bool = False) -> Tuple[Submodel, ...]:
+    """Algorithm 2, line 2: depths lb, 2*lb, ..., and Lt (top lb layers trained).  With
+    ``train_embeddings`` the bottom sub-model also trains the embedding block (line 6 read as
+    forward and backward of the whole sub-model T')."""
     if not 1 <= lb <= num_layers:
         raise ValueError(f"--submodel-layers {lb} must be between 1 and the model's {num_layers} layers")
     depths = list(range(lb, num_layers + 1, lb))
     if depths[-1] != num_layers:
         depths.append(num_layers)
-    return tuple(Submodel(d, d - lb) for d in depths)
+    return tuple(Submodel(d, d - lb, train_embeddings=train_embeddings) for d in depths)
 
 
 class SubmodelSampler:
     """Algorithm 2, line 5: the sub-model of update ``u`` drawn uniformly, as a pure function
     of (seed, u) - a hash, not a stateful RNG - so all ranks and resumed runs agree."""
 
-    def __init__(self, num_layers: int, lb: int, seed: int):
-        self.submodels = submodels(num_layers, lb)
+    def __init__(self, num_layers: int, lb: int, seed: int, train_embeddings: bool = False):
+        self.submodels = submodels(num_layers, lb, train_embeddings)
         self.seed = int(seed)
 
     def index(self, update: int) -> int:
@@ -144,9 +146,9 @@ class TwoStageSchedule(TrainingSchedule):
 
     method = "two-stage"
 
-    def __init__(self, num_layers: int, lb: int, eb: int, seed: int):
+    def __init__(self, num_layers: int, lb: int, eb: int, seed: int, train_embeddings: bool = False):
         super().__init__(num_layers)
-        self.sampler = SubmodelSampler(num_layers, lb, seed)
+        self.sampler = SubmodelSampler(num_layers, lb, seed, train_embeddings)
         self.eb = int(eb)
 
     def phase(self, epoch, update):

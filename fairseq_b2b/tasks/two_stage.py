@@ -57,6 +57,10 @@ from .schedules import (Boundary, MSLTSchedule, ShareThenUnshareSchedule, Stacki
 
 logger = logging.getLogger("fairseq_b2b.two_stage")
 
+PAPER_SUBMODEL_EPOCHS = 5  # Eb of the paper (section 4.1), the default for a grown model
+
+GROWTH_ANNEAL_UPDATES = 1000  # default of --growth-anneal-updates (README, "Exact growth")
+
 _STAT_KEYS = ("b2b_ntok", "b2b_sqtok", "b2b_scored", "b2b_depth", "b2b_depth_sq", "b2b_count")
 
 
@@ -67,11 +71,28 @@ def fail(message: str):
 
 @dataclass
 class TwoStageConfig(FairseqDataclass):
-    submodel_epochs: int = field(
-        default=5, metadata={"help": "Eb of Algorithm 2: epochs of stage-1 sub-model training; 0 switches stage 1 off"})
+    submodel_epochs: Optional[int] = field(
+        default=None, metadata={"help": "Eb of Algorithm 2: epochs of stage-1 sub-model training; 0 switches stage 1 off "
+                                        f"(default: {PAPER_SUBMODEL_EPOCHS}, the paper's, for a model grown with "
+                                        "--init-from-small; 0, plain training, otherwise)"})
     submodel_layers: int = field(
         default=3, metadata={"help": "lb of Algorithm 2: sub-models are the bottom lb, 2*lb, ..., Lt layers and each "
                                      "stage-1 update trains the top lb layers of one of them plus the shared head"})
+    submodel_train_embeddings: bool = field(
+        default=False, metadata={"help": "stage 1: the bottom sub-model also trains the embedding block (token lookup, "
+                                         "positions, embedding LayerNorm), reading Algorithm 2 line 6 as forward and "
+                                         "backward of the whole sub-model; default: off (the embedding output is "
+                                         "detached and the tied matrix learns through the head only)"})
+    validate_at_start: bool = field(
+        default=False, metadata={"help": "validate the full model on the --valid-subset right before the first update "
+                                         "(a grown model: the loss right after growth) and log it as a validation "
+                                         "record at update 0; default: off"})
+    growth_anneal_updates: int = field(
+        default=GROWTH_ANNEAL_UPDATES, metadata={
+            "help": "exact growth (--growth-exact): the weighted-statistics LayerNorms blend linearly to standard "
+                    "ones over this many updates, after which the model and its checkpoints are ordinary; 0: the "
+                    f"exact mode keeps standard LayerNorms (mean-filled entries, see README); default "
+                    f"{GROWTH_ANNEAL_UPDATES}"})
     submodel_trace: Optional[str] = field(
         default=None, metadata={"help": "debug: append one JSON line per update (sub-model, exact loss, FLOPs, "
                                         "boundary applied, a digest of every layer's weights at the start of the "
@@ -207,6 +228,19 @@ def _root_config(cfg):
     return None
 
 
+def _model_option(root, name: str):
+    """A model option of the whole fairseq config (a DictConfig or a Namespace; None if absent)."""
+    model = None if root is None else root.get("model", None)
+    if model is None:
+        return None
+    if hasattr(model, "get") and not isinstance(model, type):
+        try:
+            return model.get(name, None)
+        except Exception:
+            return None
+    return getattr(model, name, None)
+
+
 def _rank_and_world() -> Tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -237,6 +271,7 @@ class TwoStageMixin:
     def check_two_stage_config(cls, cfg, from_checkpoint: bool = False) -> None:
         """Bad input -> one-line error before training starts; force per-parameter fp16
         master copies when stage 1 or a schedule runs with --fp16 (see fairseq_b2b.optim.restrict)."""
+        cls._resolve_submodel_epochs(cfg, from_checkpoint)
         eb, lb = int(cfg.submodel_epochs), int(cfg.submodel_layers)
         if eb < 0:
             fail(f"--submodel-epochs {eb} is negative: pass the number of stage-1 epochs (0 switches stage 1 off)")
@@ -244,6 +279,7 @@ class TwoStageMixin:
             fail(f"--submodel-layers {lb} must be >= 1: it is the number of layers each stage-1 update trains")
         schedule = cls._check_schedule_options(cfg, eb)
         root = None if from_checkpoint else _root_config(cfg)
+        cls._check_anneal_config(cfg, root)
         if root is None or (eb == 0 and schedule is None):
             return
         what = "stage-1 sub-model training" if eb > 0 else schedule.split(" ")[0]
@@ -268,11 +304,87 @@ class TwoStageMixin:
             fail(f"{what} does not support --use-bmuf: {off}")
         if root.distributed_training.get("zero_sharding", "none") != "none":
             fail(f"{what} does not support --zero-sharding: {off}")
+        backend = str(root.distributed_training.get("ddp_backend", "pytorch_ddp"))
+        if backend in ("fully_sharded", "slowmo"):
+            fail(f"{what} does not support --ddp-backend {backend}: use --ddp-backend pytorch_ddp or legacy_ddp, "
+                 f"or {off}")
         common = root.common
-        if common.fp16 and not common.memory_efficient_fp16 and not common.fp16_no_flatten_grads:
+        half = "--fp16" if common.fp16 else "--bf16" if common.get("bf16", False) else None
+        memory_efficient = common.memory_efficient_fp16 or common.get("memory_efficient_bf16", False)
+        if half and not memory_efficient and not common.fp16_no_flatten_grads:
             common.fp16_no_flatten_grads = True
-            logger.warning(f"fairseq-b2b: {what} updates a subset of the parameters, so --fp16 keeps per-parameter "
+            logger.warning(f"fairseq-b2b: {what} updates a subset of the parameters, so {half} keeps per-parameter "
                            "fp32 master copies: --fp16-no-flatten-grads is on for this run")
+
+    @staticmethod
+    def _check_anneal_config(cfg, root, weighted_now: bool = False) -> None:
+        """--growth-anneal-updates: not negative; within --max-update when the model anneals (grown
+        now with --growth-exact / --growth-weighted-layernorm, or ``weighted_now``)."""
+        n = int(_opt(cfg, "growth_anneal_updates", 0))
+        if n < 0:
+            fail(f"--growth-anneal-updates {n} is negative: pass the number of updates over which the exact growth's "
+                 "weighted LayerNorms become standard (0 keeps standard LayerNorms)")
+        if root is None or n == 0:
+            return
+        model = getattr(root, "model", None)  # a Namespace for the b2b_ archs
+        grows_weighted = bool(getattr(model, "init_from_small", None)) and bool(
+            getattr(model, "growth_exact", False) or getattr(model, "growth_weighted_layernorm", False))
+        max_update = int(root.optimization.max_update or 0)
+        if (grows_weighted or weighted_now) and 0 < max_update < n:
+            fail(f"--growth-anneal-updates {n} is larger than --max-update {max_update}: the LayerNorms would still be "
+                 f"weighted when training stops; pass --growth-anneal-updates <= {max_update}")
+
+    def _anneal_layernorms(self, model, update_num: int) -> None:
+        """Exact growth: blend the weighted LayerNorms towards standard ones for this update; they
+        become standard modules at update N (resume-safe: a function of the update number)."""
+        from ..models.weighted_layernorm import anneal, weighted_layernorms
+
+        if self._annealed or not weighted_layernorms(model):
+            self._annealed = True
+            if self._anneal_checked:  # annealed in this run: the blend stays in the log, at 1
+                metrics.log_scalar("ln_blend", 1.0, weight=0, priority=870, round=4)
+            return
+        n = int(_opt(self.b2b_cfg, "growth_anneal_updates", 0))
+        if not self._anneal_checked:
+            self._anneal_checked = True
+            self._check_anneal_config(self.b2b_cfg, _root_config(self.b2b_cfg), weighted_now=True)
+            logger.info(f"update {update_num + 1}: weighted-statistics LayerNorms (exact growth) anneal to standard "
+                        f"over --growth-anneal-updates {n}")
+        t, replaced = anneal(model, update_num, n)
+        metrics.log_scalar("ln_blend", t, weight=0, priority=870, round=4)
+        if replaced:
+            self._annealed = True
+            logger.info(f"update {update_num + 1}: the {replaced} LayerNorms are standard from here on "
+                        f"(--growth-anneal-updates {n} done)")
+
+    @classmethod
+    def _resolve_submodel_epochs(cls, cfg, from_checkpoint: bool) -> None:
+        """``--submodel-epochs`` not given: Eb = 5 (the paper's) for a model grown with
+        ``--init-from-small`` (also when the run resumes and the growth hook skips the growth), 0 -
+        plain training - for one trained from scratch or with a baseline schedule. The value is
+        written back into the task config (so checkpoints record what ran) and logged."""
+        if _opt(cfg, "submodel_epochs") is not None:
+            eb = int(cfg.submodel_epochs)
+            if eb > 0 and not from_checkpoint:
+                grown = _model_option(_root_config(cfg), "init_from_small")
+                logger.info(f"fairseq-b2b: stage-1 sub-model training for {eb} epochs (--submodel-epochs {eb}"
+                            f"{'' if grown else ', asked for on a model that is not grown (no --init-from-small)'})")
+            return
+        root = None if from_checkpoint else _root_config(cfg)
+        grown = bool(_model_option(root, "init_from_small"))
+        schedule = cls._schedule_options(cfg)
+        cfg.submodel_epochs = PAPER_SUBMODEL_EPOCHS if grown and not schedule else 0
+        if from_checkpoint or root is None:
+            return
+        with contextlib.suppress(Exception):  # fairseq hands the task a merged copy of cfg.task
+            root.task.submodel_epochs = cfg.submodel_epochs
+        if cfg.submodel_epochs:
+            logger.info(f"fairseq-b2b: a model grown with --init-from-small: stage-1 sub-model training for "
+                        f"{PAPER_SUBMODEL_EPOCHS} epochs (the paper's default --submodel-epochs {PAPER_SUBMODEL_EPOCHS}; "
+                        "--submodel-epochs 0 switches it off)")
+        elif not schedule:
+            logger.info("fairseq-b2b: no --init-from-small: plain full-model training (--submodel-epochs defaults to 0 "
+                        "for a model trained from scratch; pass --submodel-epochs N for stage-1 sub-model training)")
 
     @classmethod
     def _check_schedule_options(cls, cfg, eb: int) -> Optional[str]:
@@ -285,8 +397,8 @@ class TwoStageMixin:
         if not given:
             return None
         if eb > 0:
-            fail(f"{given[0]} cannot be combined with stage-1 sub-model training (--submodel-epochs {eb}; "
-                 f"the default is 5): pass --submodel-epochs 0")
+            fail(f"{given[0]} cannot be combined with stage-1 sub-model training (--submodel-epochs {eb}): "
+                 f"drop --submodel-epochs or pass --submodel-epochs 0")
         try:
             if _opt(cfg, "stacking_schedule") is not None:
                 parse_stacking_schedule(cfg.stacking_schedule)
@@ -304,7 +416,7 @@ class TwoStageMixin:
 
     def init_two_stage(self, cfg) -> None:
         self.b2b_cfg = cfg
-        self.submodel_epochs = int(cfg.submodel_epochs)
+        self.submodel_epochs = int(_opt(cfg, "submodel_epochs", 0))
         self.submodel_layers = int(cfg.submodel_layers)
         self.train_flops = 0
         self._epoch = 1
@@ -320,6 +432,9 @@ class TwoStageMixin:
         self._logged_phase: Optional[int] = None
         self._events: Tuple[int, list] = (-1, [])  # boundaries applied at an update (for the trace)
         self._digests: Tuple[int, Optional[List[str]]] = (-1, None)
+        self._validated_at_start = False
+        self._annealed = False  # no weighted LayerNorm left to anneal
+        self._anneal_checked = False
 
     def setup_two_stage(self, model, from_checkpoint: bool = False) -> None:
         """After the model is built: check the schedule against its depth, build it and the
@@ -348,7 +463,8 @@ class TwoStageMixin:
             if not 1 <= self.submodel_layers <= depth:
                 fail(f"--submodel-layers {self.submodel_layers} exceeds the model's {depth} layers: "
                      f"pass 1 <= --submodel-layers <= {depth}, or --submodel-epochs 0")
-            self._schedule = TwoStageSchedule(depth, self.submodel_layers, self.submodel_epochs, int(cfg.seed))
+            self._schedule = TwoStageSchedule(depth, self.submodel_layers, self.submodel_epochs, int(cfg.seed),
+                                              bool(_opt(cfg, "submodel_train_embeddings", False)))
             self._sampler = self._schedule.sampler
         elif _opt(cfg, "stacking_schedule") is not None:
             stages = parse_stacking_schedule(cfg.stacking_schedule)
@@ -462,7 +578,11 @@ class TwoStageMixin:
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
         inner = unwrap_model(model)
+        if update_num == 0 and _opt(self.b2b_cfg, "validate_at_start", False) and not self._validated_at_start:
+            self._validated_at_start = True
+            self.validate_at_start(model, criterion, sample)
         self._enter_phase(inner, optimizer, update_num)
+        self._anneal_layernorms(inner, update_num)
         if self.b2b_cfg.submodel_trace and self._digests[0] != update_num:
             self._digests = (update_num, layer_digests(inner))
         sub = self.submodel_for(update_num)
@@ -529,6 +649,67 @@ class TwoStageMixin:
             return super().valid_step(sample, model, criterion)
         with inner.submodel(depth, 0):
             return super().valid_step(sample, model, criterion)
+
+    def validate_at_start(self, model, criterion, sample) -> Optional[float]:
+        """``--validate-at-start``: the full model's loss (bits) on every ``--valid-subset`` before
+        update 1, logged as a fairseq-style json validation record at update 0 (for a grown model
+        this is the loss right after growth, the paper's Table 1).  Validation FLOPs are not
+        training FLOPs.  Ranks validate disjoint shards and sum."""
+        from fairseq import utils
+
+        root = _root_config(self.b2b_cfg)
+        if root is None:
+            return None
+        device = sample["net_input"]["src_tokens"].device if isinstance(sample, dict) and sample else None
+        rank, world = _rank_and_world()
+        was_training = model.training
+        model.eval()
+        result = None
+        for subset in str(root.dataset.valid_subset).split(","):
+            subset = subset.strip()
+            try:
+                dataset = self.dataset(subset)
+            except KeyError:
+                continue
+            itr = self.get_batch_iterator(
+                dataset=dataset, max_tokens=root.dataset.max_tokens_valid,
+                max_sentences=root.dataset.batch_size_valid,
+                max_positions=utils.resolve_max_positions(self.max_positions(), model.max_positions()),
+                ignore_invalid_inputs=root.dataset.skip_invalid_size_inputs_valid_test,
+                required_batch_size_multiple=root.dataset.required_batch_size_multiple, seed=root.common.seed,
+                num_shards=world, shard_id=rank, num_workers=0, epoch=1,
+                data_buffer_size=root.dataset.data_buffer_size, disable_iterator_cache=True,
+            ).next_epoch_itr(shuffle=False)
+            max_steps = root.dataset.max_valid_steps
+            totals = torch.zeros(2, dtype=torch.float64)
+            with torch.no_grad():
+                for i, batch in enumerate(itr):
+                    if max_steps is not None and i >= max_steps:
+                        break
+                    if not batch:
+                        continue
+                    if device is not None and device.type == "cuda":
+                        batch = utils.move_to_cuda(batch, device=device)
+                    _, sample_size, log = self.valid_step(batch, model, criterion)
+                    totals[0] += float(log.get("loss", 0.0))
+                    totals[1] += float(sample_size)
+            if world > 1:
+                reduced = totals.to(device) if device is not None and device.type == "cuda" else totals
+                torch.distributed.all_reduce(reduced)
+                totals = reduced.cpu()
+            if totals[1] <= 0:
+                continue
+            loss = float(totals[0] / totals[1] / math.log(2))
+            result = loss if result is None else result
+            record = {"epoch": self._epoch, f"{subset}_loss": f"{loss:.6f}", f"{subset}_ppl": f"{2 ** loss:.2f}",
+                      f"{subset}_num_updates": "0", f"{subset}_train_flops": str(int(self.train_flops)),
+                      f"{subset}_at_start": True}
+            if rank == 0:
+                logger.info(f"validation at update 0 (--validate-at-start) on '{subset}' subset | "
+                            + json.dumps(record))
+        if was_training:
+            model.train()
+        return result
 
     # -- FLOPs ---------------------------------------------------------------------------------
 

@@ -1,0 +1,175 @@
+"""b2b-experiment: schedules that count optimizer updates, validation at update 0, parallel runs
+that respect their sources, shell-quoted dry runs, --only that keeps the manifest whole."""
+import json
+import os
+import shlex
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import TINY, run_cli
+from fairseq_b2b import experiment as ex
+from fairseq_b2b.cli import experiment as ex_cli
+
+
+def _records(log, key):
+    out = []
+    for line in open(log):
+        if "{" in line and key in line:
+            try:
+                out.append(json.loads(line[line.index("{"):]))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def _opt(argv, name):
+    return argv[argv.index(name) + 1]
+
+
+@pytest.mark.parametrize("family,task,arch", [("bert", "b2b_masked_lm", "b2b_bert_tiny"),
+                                              ("gpt", "b2b_language_modeling", "b2b_gpt_tiny")])
+def test_updates_per_epoch_is_what_fairseq_runs_with_update_freq_8(data_bin, tmp_path, family, task, arch):
+    tokens = ex._count_tokens(data_bin)
+    expected = ex.updates_per_epoch_from_tokens(tokens, family, 64, 8, update_freq_=8)
+    save = tmp_path / "run"
+    run_cli("b2b-train", data_bin, "--task", task, "--arch", arch, "--submodel-epochs", "0", "--max-epoch", "1",
+            "--update-freq", "8", "--save-dir", save, "--log-file", save / "train.log", *TINY)
+    last = _records(save / "train.log", '"train_loss"')[-1]
+    assert int(last["train_num_updates"]) == expected
+    assert expected * 8 >= 8  # a real epoch of several updates
+
+
+def test_total_num_update_counts_optimizer_updates_after_update_freq(data_bin):
+    paper = ex.PRESETS["paper"]
+    upe = ex.updates_per_epoch(data_bin, paper)  # --update-freq 8 on one GPU
+    tokens = ex._count_tokens(data_bin)
+    assert upe["bert"] == ex.updates_per_epoch_from_tokens(tokens, "bert", 512, 64, 8)
+    assert upe["bert"] < ex.updates_per_epoch_from_tokens(tokens, "bert", 512, 64, 1)
+    for run in ex.plan(paper, ("bert", "gpt"), upe):
+        assert _opt(run.argv, "--update-freq") == "8"
+        epochs = int(_opt(run.argv, "--max-epoch"))
+        assert int(_opt(run.argv, "--total-num-update")) == epochs * upe[run.family], run.name
+        if run.label == "MSLT":  # 4 stages x 8 epochs + the paper's 20 full-model epochs
+            assert epochs == 52
+        n_valid = int(_opt(run.argv, "--total-num-update")) // int(_opt(run.argv, "--validate-interval-updates"))
+        assert n_valid >= ex.MIN_VALID_POINTS
+        assert "--validate-at-start" in run.argv
+
+
+def test_effective_batch_is_independent_of_the_world_size():
+    paper = ex.PRESETS["paper"]
+    for world, uf in ((1, 8), (4, 2), (8, 1)):
+        run = ex.plan(paper, ("bert",), {"bert": 10}, world_size=world)[1]
+        argv = run.argv
+        assert (int(_opt(argv, "--update-freq")) if "--update-freq" in argv else 1) == uf
+        assert int(_opt(argv, "--batch-size")) * uf * world == 512
+    with pytest.raises(ex.ExperimentError) as e:
+        ex.update_freq(paper, 3)
+    assert "not a multiple" in str(e.value) and "\n" not in str(e.value)
+    runs = ex.plan(paper, ("bert",), {"bert": 10}, 4, ["--distributed-world-size", "4"])
+    assert all(r.argv[-2:] == ["--distributed-world-size", "4"] for r in runs)
+    assert ex.world_size_of(paper, ["--distributed-world-size", "4"]) == 4
+
+
+def test_validate_at_start_is_the_grown_models_loss(data_bin, tmp_path):
+    """A FPI-grown run's update-0 validation equals the source's own validation (exact growth at
+    an integer ratio); it is logged in --log-file and its train_flops is 0."""
+    src = tmp_path / "src"
+    run_cli("b2b-train", data_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny", "--submodel-epochs", "0",
+            "--max-update", "20", "--validate-interval-updates", "20", "--save-dir", src,
+            "--log-file", src / "train.log", *TINY)
+    src_valid = [r for r in _records(src / "train.log", '"valid_loss"') if r.get("valid_num_updates") == "20"][-1]
+    grown = tmp_path / "grown"
+    run_cli("b2b-train", data_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_wide", "--submodel-epochs", "0",
+            "--init-from-small", src / "checkpoint_last.pt", "--growth-method", "fpi", "--validate-at-start",
+            "--max-update", "2", "--save-dir", grown, "--log-file", grown / "train.log", *TINY)
+    start = [r for r in _records(grown / "train.log", '"valid_loss"') if r.get("valid_at_start")]
+    assert len(start) == 1 and start[0]["valid_num_updates"] == "0" and float(start[0]["valid_train_flops"]) == 0
+    assert float(start[0]["valid_loss"]) == pytest.approx(float(src_valid["valid_loss"]), abs=2e-3)
+    from fairseq_b2b.report import read_curve
+
+    curve = read_curve(str(grown / "train.log"))
+    assert curve.initial_valid_loss == pytest.approx(float(start[0]["valid_loss"]))
+
+
+def _fake_training(monkeypatch, delay=0.2):
+    events, lock = [], threading.Lock()
+
+    def fake(root, data_bin, run, echo_every=5, threads=None):
+        with lock:
+            events.append(("start", run.name, time.perf_counter()))
+        time.sleep(delay if run.label.startswith("source") else delay / 2)
+        os.makedirs(os.path.join(root, "runs", run.name), exist_ok=True)
+        with lock:
+            events.append(("end", run.name, time.perf_counter()))
+        return delay
+
+    monkeypatch.setattr(ex, "run_training", fake)
+    monkeypatch.setattr(ex, "grow_reports", lambda *a, **k: None)
+    monkeypatch.setattr(ex, "prepare_data", lambda root, preset, data=None: data)
+    monkeypatch.setattr(ex, "updates_per_epoch", lambda data_bin, preset, world=1, families=(): {f: 10 for f in families})
+    import fairseq_b2b.cli.report as report_cli
+
+    monkeypatch.setattr(report_cli, "main", lambda argv=None: None)
+    return events
+
+
+def test_parallel_runs_respect_their_sources_and_the_job_limit(tmp_path, monkeypatch):
+    events = _fake_training(monkeypatch)
+    ex.run_experiment(ex.PRESETS["cpu"], str(tmp_path / "exp"), "DATA", ("bert", "gpt"), None, jobs=2)
+    times = {(kind, name): t for kind, name, t in events}
+    running, peak = 0, 0
+    for kind, _, _ in sorted(events, key=lambda e: e[2]):
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2
+    names = [r.name for r in ex.plan(ex.PRESETS["cpu"], ("bert", "gpt"), {"bert": 10, "gpt": 10})]
+    assert {n for _, n, _ in events} == set(names)
+    for run in ex.plan(ex.PRESETS["cpu"], ("bert", "gpt"), {"bert": 10, "gpt": 10}):
+        for need in run.needs:
+            assert times[("start", run.name)] >= times[("end", need)], (run.name, need)
+    assert json.load(open(tmp_path / "exp" / "timing.json"))["jobs"] == 2
+
+
+def test_only_keeps_the_whole_manifest_and_refuses_unknown_names(tmp_path, monkeypatch):
+    events = _fake_training(monkeypatch, delay=0.01)
+    root = tmp_path / "exp"
+    ex.run_experiment(ex.PRESETS["cpu"], str(root), "DATA", ("bert",), ["AKI"], jobs=1)
+    assert sorted({n for _, n, _ in events}) == ["bert_aki", "bert_source"]
+    manifest = json.load(open(root / "experiment.json"))
+    labels = set(manifest["groups"][0]["runs"])
+    assert {"scratch", "DirectCopy", "FPI", "AKI", "bert2BERT", "StackBERT", "MSLT", "share-then-unshare"} <= labels
+    with pytest.raises(SystemExit) as e:
+        ex_cli.main(["--preset", "cpu", "--output", str(root), "--data", "DATA", "--only", "nope", "--families", "bert"])
+    assert "--only nope: no such run or method" in str(e.value.code) and "\n" not in str(e.value.code)
+
+
+def test_dry_run_prints_the_exact_shell_commands(data_bin, tmp_path, capsys):
+    ex_cli.main(["--preset", "cpu", "--output", str(tmp_path / "exp"), "--data", data_bin, "--only", "AKI",
+                 "--families", "bert", "--dry-run"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 2  # the source and AKI
+    upe = ex.updates_per_epoch(data_bin, ex.PRESETS["cpu"])["bert"]
+    for line in lines:
+        assert subprocess.run(["bash", "-n", "-c", line]).returncode == 0  # valid shell, e.g. '(0.9,0.98)' quoted
+        argv = shlex.split(line.split(" && ", 2)[2])
+        assert argv[0] == "b2b-train" and argv[1] == os.path.abspath(data_bin)
+        assert "--log-file" in argv and "--validate-at-start" in argv
+        assert int(_opt(argv, "--total-num-update")) == int(_opt(argv, "--max-epoch")) * upe
+        assert _opt(argv, "--adam-betas") == "(0.9,0.98)"
+    assert "runs/bert_aki" in lines[1] and "--init-from-small" in lines[1]
+    assert not (tmp_path / "exp" / "runs").exists()  # a dry run trains nothing
+
+
+def test_log_file_lines_are_written_once_per_record(data_bin, tmp_path):
+    """fairseq adds a --log-file handler per progress bar (each epoch); the package keeps one,
+    so a 3-epoch run's log holds every record once (the report's curves read these files)."""
+    save = tmp_path / "run"
+    run_cli("b2b-train", data_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny", "--submodel-epochs", "0",
+            "--max-epoch", "3", "--save-dir", save, "--log-file", save / "train.log", *TINY, "--batch-size", "64")
+    lines = [line for line in open(save / "train.log") if "{" in line]
+    assert len([line for line in lines if '"train_loss"' in line]) == 3
+    assert len(lines) == len(set(lines))

@@ -1,0 +1,35 @@
+"""b2b-grow --source FOLDER says the source is a directory (and which checkpoints it holds),
+in one line, without writing anything."""
+from __future__ import annotations
+
+import os
+import shutil
+
+from conftest import run_cli
+
+
+def grow_error(source, output):
+    proc = run_cli("b2b-grow", "--source", source, "--arch", "b2b_bert_tiny_wide", "--output", output, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("b2b-grow: error: "), proc.stderr
+    assert not os.path.exists(output)
+    return lines[0]
+
+
+def test_source_directory_is_named_as_a_directory(small_bert, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(small_bert, folder / "checkpoint_last.pt")
+    shutil.copy(small_bert, folder / "checkpoint3.pt")
+    (folder / "notes.txt").write_text("not a checkpoint\n")
+    for source in (str(folder) + "/", str(folder)):
+        msg = grow_error(source, tmp_path / "grown.pt")
+        assert f"--source '{source}' is a directory" in msg and "does not exist" not in msg
+        assert "(it holds checkpoint_last.pt, checkpoint3.pt)" in msg
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "is a directory, not a checkpoint: pass a checkpoint file in it (it holds no .pt file)" in \
+        grow_error(str(empty), tmp_path / "grown.pt")
+    # a path that does not exist is still reported as missing
+    assert "does not exist" in grow_error(str(tmp_path / "missing.pt"), tmp_path / "grown.pt")
