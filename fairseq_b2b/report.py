@@ -197,8 +197,9 @@ def savings(curves: dict, scratch: str = "scratch", source_flops: dict | None = 
 
 
 def _mean_sd(values: list) -> tuple:
+    """Mean and sample sd (None for a single value: one seed has no spread to report)."""
     mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
     return mean, sd
 
 
@@ -231,8 +232,7 @@ def savings_over_seeds(per_seed: dict, scratch: str = "scratch", source_flops: d
                 m[key], m[f"{key}_sd"] = None, None
         for key in ("initial_valid_loss", "final_valid_loss", "final_loss", "total_flops"):
             vals = [row[key] for row in rows if row[key] is not None]
-            m[key] = _mean_sd(vals)[0] if vals else None
-            m[f"{key}_sd"] = _mean_sd(vals)[1] if len(vals) > 1 else None
+            m[key], m[f"{key}_sd"] = _mean_sd(vals) if vals else (None, None)
         m["source_flops"] = rows[0]["source_flops"] if rows else 0.0
         m["valid_interval"] = rows[0]["valid_interval"] if rows else None
         m["valid_points"] = min(row["valid_points"] for row in rows) if rows else 0
@@ -287,8 +287,8 @@ def _loss(m: dict, key: str) -> str:
 
 def markdown_table(result: dict) -> str:
     seeds = result.get("seeds")
-    lines = ["| method | FLOPs to target | saving | saving incl. source | valid loss at start | final valid loss |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| method | FLOPs to target | saving | saving incl. source | valid loss at start | final valid loss |"
+             + (" seeds |" if seeds else ""), "|---|---:|---:|---:|---:|---:|" + ("---:|" if seeds else "")]
     for name, m in result["methods"].items():
         if m.get("reached_at_start") or m.get("seeds_at_start"):
             flops = "at start"
@@ -297,7 +297,8 @@ def markdown_table(result: dict) -> str:
         else:
             flops = f"{m['flops_to_target']:.3e}"
         lines.append(f"| {name} | {flops} | {_cell(m, 'saving')} | {_cell(m, 'saving_with_source')} | "
-                     f"{_loss(m, 'initial_valid_loss')} | {_loss(m, 'final_valid_loss')} |")
+                     f"{_loss(m, 'initial_valid_loss')} | {_loss(m, 'final_valid_loss')} |"
+                     + (f" {m['runs']} |" if seeds else ""))
     intervals = sorted({m["valid_interval"] for m in result["methods"].values() if m.get("valid_interval")})
     points = min((m["valid_points"] for m in result["methods"].values()), default=0)
     lines.append("")

@@ -173,3 +173,16 @@ def test_log_file_lines_are_written_once_per_record(data_bin, tmp_path):
     lines = [line for line in open(save / "train.log") if "{" in line]
     assert len([line for line in lines if '"train_loss"' in line]) == 3
     assert len(lines) == len(set(lines))
+
+
+@pytest.mark.parametrize("preset", sorted(ex.PRESETS))
+def test_every_preset_command_parses_with_fairseq(data_bin, preset):
+    """Every run of every preset (GPU ones included) is a command fairseq-train accepts."""
+    from fairseq_b2b.checkpoints import parse_training_args
+
+    runs = ex.plan(ex.PRESETS[preset], ("bert", "gpt"), {"bert": 100, "gpt": 100})
+    assert len({r.name for r in runs}) == len(runs)
+    for run in runs:
+        args = parse_training_args([data_bin, *run.argv, "--save-dir", "unused"])
+        assert args.arch.startswith("b2b_") and args.validate_at_start
+        assert int(args.total_num_update) == int(args.max_epoch) * 100

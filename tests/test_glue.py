@@ -201,7 +201,7 @@ def test_bad_input_is_one_line(milton_task, grown_bert, bpe_corpus, tmp_path):
         (["sweep", "--checkpoint", str(tmp_path / "none.pt"), "--tasks", "MILTON", *common], "does not exist"),
         (["sweep", "--checkpoint", grown_bert, "--tasks", "MILTON", "--dict", str(wrong_dict), *common],
          "is not the dictionary"),
-        (["sweep", "--checkpoint", grown_bert, "--tasks", "MILTON", "--lrs", ",", *common], "grid"),
+        (["sweep", "--checkpoint", grown_bert, "--tasks", "MILTON", "--lrs", ",", *common], "--lrs is empty"),
         (["table", "--output", str(tmp_path / "nothing")], "no runs"),
     ]
     for argv, needle in cases:

@@ -438,7 +438,8 @@ def _cli_error(argv):
 
 @pytest.mark.parametrize("opts,needle", [
     (["--submodel-layers", "0"], "--submodel-layers 0 must be >= 1"),
-    (["--submodel-layers", "5"], "--submodel-layers 5 exceeds the model's 4 layers"),
+    (["--submodel-layers", "5", "--submodel-epochs", "1", "--max-epoch", "2"],
+     "--submodel-layers 5 exceeds the model's 4 layers"),
     (["--submodel-epochs", "-1"], "--submodel-epochs -1 is negative"),
     (["--submodel-epochs", "3", "--max-epoch", "3"], "leaves no full-model epoch with --max-epoch 3"),
     (["--criterion", "cross_entropy"], "needs --criterion masked_lm"),
@@ -456,7 +457,7 @@ def test_bad_input_is_a_one_line_error(small_bin, tmp_path, opts, needle):
 
 def test_bad_input_cli_prints_one_line(small_bin, tmp_path):
     r = run_train([small_bin, "--task", "b2b_language_modeling", "--arch", "b2b_gpt_tiny", "--save-dir",
-                   str(tmp_path)] + COMMON)  # default --submodel-layers 3 > 2 layers
+                   str(tmp_path), "--submodel-epochs", "1", "--max-epoch", "2"] + COMMON)  # default lb 3 > 2 layers
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith("fairseq-b2b: error: --submodel-layers 3 exceeds")
     assert "Traceback" not in r.stderr

@@ -78,6 +78,8 @@ def _load_group(root: str, group: dict) -> tuple:
             with open(full) as f:
                 r = json.load(f)
             table1[name] = {k: r.get(k) for k in ("source_loss", "grown_loss", "max_abs_logit_diff")}
+            if r.get("exact_fpi"):  # a non-integer width ratio: exact FPI beside paper FPI
+                table1["FPI (exact)"] = {"source_loss": r.get("source_loss"), **r["exact_fpi"]}
     if table1:
         result["table1"] = table1
         shapes = json.load(open(os.path.join(root, next(iter(group["growth_reports"].values())))))
@@ -147,7 +149,12 @@ def report_experiment(root: str, out_dir: str, plots: bool = True) -> dict:
         key = group.get("family", "model")
         if group.get("name", "main") != "main":
             key = f"{key}_{group['name'].replace(':', '_')}"
-        result, curves = _load_group(root, group)
+        try:
+            result, curves = _load_group(root, group)
+        except ValueError as e:  # e.g. an experiment still running: report the groups that can be
+            print(f"\n## {group.get('title', key)}\n\nnot reported yet: {e}")
+            results[key] = {"title": group.get("title", key), "error": str(e)}
+            continue
         results[key] = result
         print(f"\n## {result['title']}\n")
         print(rep.markdown_table(result))
