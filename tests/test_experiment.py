@@ -131,7 +131,8 @@ def test_parallel_runs_respect_their_sources_and_the_job_limit(tmp_path, monkeyp
     for run in ex.plan(ex.PRESETS["cpu"], ("bert", "gpt"), {"bert": 10, "gpt": 10}):
         for need in run.needs:
             assert times[("start", run.name)] >= times[("end", need)], (run.name, need)
-    assert json.load(open(tmp_path / "exp" / "timing.json"))["jobs"] == 2
+    timing = json.load(open(tmp_path / "exp" / "timing.json"))
+    assert timing[-1]["jobs"] == 2 and set(timing[-1]["trained"]) == set(names)
 
 
 def test_only_keeps_the_whole_manifest_and_refuses_unknown_names(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ def _load_group(root: str, group: dict) -> tuple:
     for seed in seeds:
         curves = {}
         for label, spec in runs.items():
-            run = spec.get(seed) or (spec.get(seeds[0]) if len(spec) == 1 else None)
+            run = spec.get(seed)  # a method run with fewer seeds is paired with its own seeds' scratch only
             curve = _curve(root, run, label) if run else None
             if curve is not None:
                 curves[label] = curve
