@@ -17,10 +17,16 @@ logger = logging.getLogger("fairseq_b2b.growth")
 forward_to_fairseq_log_file()  # the growth record and the two-stage notes reach fairseq-train's --log-file
 
 
-def load_checkpoint(path: str) -> dict:
-    """A fairseq checkpoint as a dict with ``model`` and ``cfg``/``args``; one-line errors."""
+def load_checkpoint(path: str, what: str = "checkpoint") -> dict:
+    """A fairseq checkpoint as a dict with ``model`` and ``cfg``/``args``; one-line errors that
+    name the option (``what``) the path came from."""
+    if path and os.path.isdir(path):
+        found = sorted(name for name in os.listdir(path) if name.endswith(".pt"))
+        found = sorted(found, key=lambda n: n not in ("checkpoint_best.pt", "checkpoint_last.pt"))[:3]
+        raise B2BError(f"{what} '{path}' is a directory, not a checkpoint: pass a checkpoint file in it"
+                       + (f" (it holds {', '.join(found)})" if found else " (it holds no .pt file)"))
     if not path or not os.path.isfile(path):
-        raise B2BError(f"checkpoint '{path}' does not exist: pass the path of a fairseq checkpoint (.pt)")
+        raise B2BError(f"{what} '{path}' does not exist: pass the path of a fairseq checkpoint (.pt)")
     from fairseq import checkpoint_utils
 
     try:
@@ -82,15 +88,16 @@ def resume_checkpoint(args) -> str | None:
 
 def grow_into(model, target_family: str, target_args, dict_checksum: str | None, path: str, method: str,
               exact: bool, seed: int, embed_scale: float = 1.0, inherit_eps: bool = False,
-              weighted_layernorm: bool | None = None, notes: tuple = ()) -> dict:
+              weighted_layernorm: bool | None = None, notes: tuple = (), what: str = "checkpoint") -> dict:
     """Grow the checkpoint at ``path`` into ``model`` in place; returns a report dict.
 
     With ``inherit_eps`` (the user set no ``--layernorm-eps``) the target takes the source's
     LayerNorm eps (e.g. 1e-12 of an imported HuggingFace BERT).  ``weighted_layernorm`` (default:
     ``exact``) gives the model weighted-statistics LayerNorms (``models.weighted_layernorm``);
-    ``notes`` are logged and reported with the growth's own."""
+    ``notes`` are logged and reported with the growth's own; ``what`` names the option ``path``
+    came from in errors."""
     started = time.perf_counter()
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, what)
     source_sd = state["model"]
     try:
         layout = detect_family(source_sd)
@@ -212,7 +219,7 @@ def maybe_grow(model, family: str, args, task, inherit_eps: bool = False) -> Non
         report = grow_into(model, family, args, _get(args, "b2b_dictionary_checksum"), path,
                            _get(args, "growth_method", "aki"), exact,
                            int(_get(args, "growth_seed", 1)), model.embed_scale_value(), inherit_eps,
-                           weighted_layernorm=weighted, notes=notes)
+                           weighted_layernorm=weighted, notes=notes, what="--init-from-small")
     except GrowthError as e:
         raise SystemExit(f"fairseq-b2b: error: {e}") from None
     # The checkpoints of this run already hold the grown weights: a later load of them (eval,

@@ -33,3 +33,17 @@ def test_source_directory_is_named_as_a_directory(small_bert, tmp_path):
         grow_error(str(empty), tmp_path / "grown.pt")
     # a path that does not exist is still reported as missing
     assert "does not exist" in grow_error(str(tmp_path / "missing.pt"), tmp_path / "grown.pt")
+
+
+def test_init_from_small_directory_is_named_as_a_directory(small_bert, data_bin, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(small_bert, folder / "checkpoint_best.pt")
+    proc = run_cli("b2b-train", data_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_wide", "--batch-size", "4",
+                   "--optimizer", "adam", "--lr", "1e-3", "--cpu", "--max-epoch", "1", "--submodel-epochs", "0",
+                   "--init-from-small", folder, "--save-dir", tmp_path / "x", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = [l for l in proc.stderr.strip().splitlines() if l.strip()][-1]
+    assert f"--init-from-small '{folder}' is a directory, not a checkpoint" in last, proc.stderr[-2000:]
+    assert "(it holds checkpoint_best.pt)" in last and "does not exist" not in last
+    assert not (tmp_path / "x").exists() or not list((tmp_path / "x").glob("*.pt"))  # nothing half-written

@@ -154,12 +154,7 @@ def grow_checkpoint(source: str, arch: str, method: str, exact: bool, seed: int,
     from ..checkpoints import save_checkpoint
     from ..growth_hook import load_checkpoint
 
-    if source and os.path.isdir(source):
-        found = sorted(name for name in os.listdir(source) if name.endswith(".pt"))
-        found = sorted(found, key=lambda n: n not in ("checkpoint_best.pt", "checkpoint_last.pt"))[:3]
-        raise B2BError(f"--source '{source}' is a directory, not a checkpoint: pass a checkpoint file in it"
-                       + (f" (it holds {', '.join(found)})" if found else " (it holds no .pt file)"))
-    state = load_checkpoint(source)
+    state = load_checkpoint(source, what="--source")
     cfg = _as_dict(state.get("cfg")) or {"model": _as_dict(state.get("args")), "task": _as_dict(state.get("args"))}
     task_cfg = _as_dict(cfg.get("task"))
     args = target_model_args(_as_dict(cfg.get("model")), arch, list(overrides))  # before any dictionary is read

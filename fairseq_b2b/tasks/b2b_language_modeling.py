@@ -6,16 +6,17 @@ from dataclasses import dataclass
 from fairseq.tasks import register_task
 from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageModelingTask
 
+from .evaluation import EvaluationConfig, EvaluationMixin
 from .two_stage import TwoStageConfig, TwoStageMixin
 
 
 @dataclass
-class B2BLanguageModelingConfig(LanguageModelingConfig, TwoStageConfig):
+class B2BLanguageModelingConfig(LanguageModelingConfig, TwoStageConfig, EvaluationConfig):
     pass
 
 
 @register_task("b2b_language_modeling", dataclass=B2BLanguageModelingConfig)
-class B2BLanguageModelingTask(TwoStageMixin, LanguageModelingTask):
+class B2BLanguageModelingTask(EvaluationMixin, TwoStageMixin, LanguageModelingTask):
     """Causal LM (GPT) with stage-1 sub-model training for ``--submodel-epochs`` epochs."""
 
     def __init__(self, args, dictionary, output_dictionary=None, targets=None):

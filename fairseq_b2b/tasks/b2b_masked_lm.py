@@ -9,16 +9,17 @@ from dataclasses import dataclass
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
+from .evaluation import EvaluationConfig, EvaluationMixin
 from .two_stage import TwoStageConfig, TwoStageMixin, fail
 
 
 @dataclass
-class B2BMaskedLMConfig(MaskedLMConfig, TwoStageConfig):
+class B2BMaskedLMConfig(MaskedLMConfig, TwoStageConfig, EvaluationConfig):
     pass
 
 
 @register_task("b2b_masked_lm", dataclass=B2BMaskedLMConfig)
-class B2BMaskedLMTask(TwoStageMixin, MaskedLMTask):
+class B2BMaskedLMTask(EvaluationMixin, TwoStageMixin, MaskedLMTask):
     """Masked LM (BERT) with stage-1 sub-model training for ``--submodel-epochs`` epochs."""
 
     scores_masked_positions = True
