@@ -113,7 +113,7 @@ PRESETS = {
     "cpu": Preset(
         name="cpu",
         description="tiny shapes on the built-in corpus, sized for about 15 minutes on an idle 2-core CPU "
-                    "(21 min 40 s measured on a loaded one)",
+                    "(9 min measured there with --jobs 2, 21 min 40 s on a loaded one)",
         **_shapes((4, 64, 2), (4, 128, 4)),
         train=_common(2e-3, 100, ["--cpu", "--num-workers", "0"], dropout=0.0),
         tokens_per_sample=64, batch_size=32, effective_batch=32,
@@ -123,14 +123,14 @@ PRESETS = {
         data_lines=20000, valid_lines=600, max_valid_steps=None, num_merges=500, log_interval=10,
         family_overrides={"bert": dict(note=(
             "NOTE (BERT, cpu preset): at this budget (~460 updates of T) a post-LN BERT does not leave the "
-            "masked-LM plateau (measured: every run ends between 7.33 and 7.39 bits, scratch 7.36; the drop that "
+            "masked-LM plateau (measured on a fresh clone: every run ended between 7.32 and 7.38 bits, scratch 7.35; the drop that "
             "means attention started to work comes after ~1,100 updates at this recipe), so this table compares "
             "models on the plateau, not convergence. The cpu-full preset trains BERT past it."))},
     ),
     "cpu-full": Preset(
         name="cpu-full",
         description="BERT S(2,128) -> T(4,128) and GPT S(4,64) -> T(4,128), every method, 3 seeds for "
-                    "scratch/FPI/AKI/bert2BERT, and the ablation; about 75 minutes on an idle 2-core CPU with --jobs 2 (estimated from measured update rates)",
+                    "scratch/FPI/AKI/bert2BERT, and the ablation; 85 minutes measured on a 2-core CPU with --jobs 2",
         bert_source=_shape("bert", "b2b_bert_mini", 2, 128, 4), bert_target=_shape("bert", "b2b_bert_mini", 4, 128, 4),
         gpt_source=_shape("gpt", "b2b_gpt_mini", 4, 64, 2), gpt_target=_shape("gpt", "b2b_gpt_mini", 4, 128, 4),
         train=_common(2e-3, 100, ["--cpu", "--num-workers", "0"], dropout=0.0),
