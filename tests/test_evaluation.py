@@ -11,7 +11,7 @@ ARCH = {"b2b_masked_lm": ["--arch", "b2b_bert_mini", "--criterion", "masked_lm"]
 
 
 def _valid(data_bin, task_name, seed, extra=()):
-    """(ids, masked sources) of every example the validation iterator yields."""
+    """(size of the valid split, {id: source tokens without padding} of every example its iterator yields)."""
     from fairseq import tasks
 
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf

@@ -26,18 +26,25 @@ class EvaluationConfig:
     )
 
 
-class EvaluationMixin:
-    """Put before the fairseq task in the bases; needs ``self.cfg`` (or ``self.args``) and ``self.datasets``."""
+def is_training_split(name: str) -> bool:
+    """fairseq's training subsets are ``train``, ``train1``, ... (``--train-subset``)."""
+    return name.startswith("train")
 
-    def _training_split(self, dataset) -> bool:
+
+class EvaluationMixin:
+    """Put before the fairseq task in the bases; needs ``self.cfg`` and ``self.datasets``."""
+
+    def _scores_dataset(self, dataset) -> bool:
+        """Whether ``dataset`` is a loaded evaluation split (a dataset the task did not load is left alone)."""
         names = [name for name, d in getattr(self, "datasets", {}).items() if d is dataset]
-        return not names or any(name.startswith("train") for name in names)
+        return bool(names) and not any(is_training_split(name) for name in names)
 
     @contextmanager
     def _evaluation_seed(self, split: str):
-        """Load an evaluation split under ``--valid-seed`` instead of ``--seed``."""
+        """Load an evaluation split under ``--valid-seed`` instead of ``--seed`` (a config saved
+        before the option existed has none: its split loads under ``--seed``, as it did)."""
         cfg = self.cfg
-        if split.startswith("train") or getattr(cfg, "valid_seed", None) is None:
+        if is_training_split(split) or getattr(cfg, "valid_seed", None) is None:
             yield
             return
         seed = cfg.seed
@@ -51,10 +58,10 @@ class EvaluationMixin:
         with self._evaluation_seed(split):
             return super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
 
-    def get_batch_iterator(self, dataset, *args, **kwargs):
-        if not self._training_split(dataset):  # keep the last batch: every example is scored
-            if len(args) >= 5:  # passed by position (max_tokens, max_sentences, max_positions, ignore, multiple)
-                args = args[:4] + (1,) + args[5:]
-            else:
-                kwargs["required_batch_size_multiple"] = 1
-        return super().get_batch_iterator(dataset, *args, **kwargs)
+    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
+                           ignore_invalid_inputs=False, required_batch_size_multiple=1, **kwargs):
+        if self._scores_dataset(dataset):
+            required_batch_size_multiple = 1  # keep the last batch: every example is scored
+        return super().get_batch_iterator(dataset, max_tokens=max_tokens, max_sentences=max_sentences,
+                                          max_positions=max_positions, ignore_invalid_inputs=ignore_invalid_inputs,
+                                          required_batch_size_multiple=required_batch_size_multiple, **kwargs)
