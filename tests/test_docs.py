@@ -104,7 +104,8 @@ def unlabelled_commands(path: Path) -> list:
 
 def _prelude(record: Path, user_dir: str) -> str:
     lines = ["set -euo pipefail", "export PATH=/nonexistent",
-             f"_rec() {{ printf '%s\\0' \"$@\" >> '{record}'; printf '\\036' >> '{record}'; }}",
+             # one printf, so one append: the stages of a pipeline run at once and must not interleave
+             f"_rec() {{ printf '%s\\0' \"$@\" $'\\036' >> '{record}'; }}",
              f"command_not_found_handle() {{ _rec '#unknown' \"$1\"; echo \"not a known command: $1\" >&2; return 127; }}"]
     for name in OUR_COMMANDS + PLAIN_TOOLS:
         body = "_rec " + name + ' "$@"'
@@ -143,7 +144,7 @@ def record_commands(files: list, workdir: Path) -> list:
     proc = subprocess.run(["/bin/bash", "-c", "".join(script)], cwd=workdir, capture_output=True, text=True,
                           timeout=120, env={"HOME": str(workdir), "LANG": "C.UTF-8"})
     where, calls = "?", []
-    for rec in record.read_bytes().split(b"\x1e"):
+    for rec in record.read_bytes().split(b"\x1e\0"):
         if not rec:
             continue
         argv = [a.decode("utf-8") for a in rec.split(b"\0")[:-1]]
@@ -295,7 +296,8 @@ def test_missing_mkdir_fails(tmp_path):
     with pytest.raises(AssertionError, match="fail in bash"):
         record_commands([doc], tmp_path)
     doc.write_text("```bash\nmkdir -p g\nb2b-grow --source s.pt --arch b2b_bert_base --output g/x.pt | tail -1 > g/x.json\n```\n")
-    assert [a[0] for _, a in record_commands([doc], tmp_path)] == ["b2b-grow", "tail"]
+    # both stages of the pipeline ran (bash starts them at once: their order is not defined)
+    assert sorted(a[0] for _, a in record_commands([doc], tmp_path)) == ["b2b-grow", "tail"]
     assert (tmp_path / "g" / "x.json").is_file()
 
 
