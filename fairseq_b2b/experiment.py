@@ -29,7 +29,7 @@ ALL_METHODS = ("scratch", "DirectCopy", "FPI", "AKI", "bert2BERT", "StackBERT", 
 #: exact FPI (weighted-statistics LayerNorms, annealed): differs from FPI only at non-integer width ratios
 EXACT_FPI = "FPI (exact, annealed)"
 #: the methods that get every seed of a preset (the others run with the first seed)
-SEEDED_METHODS = ("scratch", "FPI", "AKI", "bert2BERT")
+SEEDED_METHODS = ("scratch", "FPI", EXACT_FPI, "AKI", "bert2BERT")
 MIN_VALID_POINTS = 20
 
 
@@ -46,6 +46,17 @@ class Ablation:
     extra: tuple = ()  # b2b-train options added to the method's
     source: str = "main"  # "main" or "short" (the source trained for ``short_source_epochs``)
     epochs: int | None = None  # target epochs (None: the preset's); another budget has its own scratch
+
+
+@dataclass(frozen=True)
+class ShapeAblation:
+    """Another growth (source and target shapes) beside the main one: its own source, its own
+    scratch and the methods named, one seed, in a report group of its own."""
+
+    name: str  # group name, e.g. "depth-only"
+    source: tuple  # arch and overrides of its S
+    target: tuple  # arch and overrides of its T
+    methods: tuple = ("scratch", "AKI", "bert2BERT")
 
 
 @dataclass
@@ -69,11 +80,12 @@ class Preset:
     stacking_schedule: str  # StackBERT: depth:epochs,...
     mslt_layers: int
     mslt_stage_epochs: int
-    mslt_full_epochs: int  # MSLT's full-model epochs after the stages (20 in the bert2BERT paper)
+    mslt_full_epochs: int  # MSLT's full-model epochs after its Lt/mslt_layers stages (paper: 4 x 8 + 20 = 52)
     share_until_epoch: int
     methods: dict = field(default_factory=lambda: {"bert": ALL_METHODS, "gpt": ALL_METHODS})
     seeds: tuple = (1,)
     ablations: dict = field(default_factory=dict)  # family -> [Ablation]
+    shape_ablations: dict = field(default_factory=dict)  # family -> [ShapeAblation]
     short_source_epochs: int | None = None
     ablation_eb: list = field(default_factory=list)
     data_lines: int | None = None  # built-in corpus: first N training lines (None = all)
@@ -84,7 +96,6 @@ class Preset:
     family_overrides: dict = field(default_factory=dict)  # family -> {Preset field: value} for that family
     jobs: int | None = None  # default parallel runs (None: one per CPU core)
     cpu: bool = True
-    note: str = ""  # printed beside the tables (what this size can and cannot show)
     sentence: str = "shall i compare thee to a summer 's day ? thou art more lovely and more temperate"
 
 
@@ -121,26 +132,23 @@ PRESETS = {
         stacking_schedule="2:1,4:2", mslt_layers=2, mslt_stage_epochs=1, mslt_full_epochs=1, share_until_epoch=1,
         methods={"bert": ALL_METHODS, "gpt": ("scratch", "FPI", "AKI", "bert2BERT")},
         data_lines=20000, valid_lines=600, max_valid_steps=None, num_merges=500, log_interval=10,
-        family_overrides={"bert": dict(note=(
-            "NOTE (BERT, cpu preset): at this budget (~460 updates of T) a post-LN BERT does not leave the "
-            "masked-LM plateau (measured on a fresh clone: every run ended between 7.32 and 7.38 bits, scratch 7.35; the drop that "
-            "means attention started to work comes after ~1,100 updates at this recipe), so this table compares "
-            "models on the plateau, not convergence. The cpu-full preset trains BERT past it."))},
     ),
     "cpu-full": Preset(
         name="cpu-full",
-        description="BERT S(2,128) -> T(4,128) and GPT S(4,64) -> T(4,128), every method, 3 seeds for "
-                    "scratch/FPI/AKI/bert2BERT, and the ablation; 85 minutes measured on a 2-core CPU with --jobs 2",
-        bert_source=_shape("bert", "b2b_bert_mini", 2, 128, 4), bert_target=_shape("bert", "b2b_bert_mini", 4, 128, 4),
+        description="BERT S(4,128) -> T(4,192) (width 1.5x, heads 4 -> 6 of 32) and GPT S(4,64) -> T(4,128), "
+                    "every method, 3 seeds for scratch/FPI/exact FPI/AKI/bert2BERT, the ablation and BERT's "
+                    "depth-only growth S(2,128) -> T(4,128) beside it; about 2 hours on a 2-core CPU with --jobs 2",
+        bert_source=_shape("bert", "b2b_bert_mini", 4, 128, 4), bert_target=_shape("bert", "b2b_bert_mini", 4, 192, 6),
         gpt_source=_shape("gpt", "b2b_gpt_mini", 4, 64, 2), gpt_target=_shape("gpt", "b2b_gpt_mini", 4, 128, 4),
         train=_common(2e-3, 100, ["--cpu", "--num-workers", "0"], dropout=0.0),
-        tokens_per_sample=64, batch_size=32, effective_batch=32,
-        # BERT: epochs of ~190 updates; S and T leave the masked-LM plateau after ~1,100-1,300 updates.
-        # Sources train shorter than targets (BERT 8 vs 12 epochs), so that scratch can end clearly below
-        # the source (a run with sources trained longer, 10/8 and 8/4 epochs, failed that condition: README)
-        source_epochs=8, target_epochs=12, submodel_epochs=1, submodel_layers=2,
-        stacking_schedule="2:2,4:10", mslt_layers=2, mslt_stage_epochs=1, mslt_full_epochs=10, share_until_epoch=2,
-        seeds=(1, 2, 3), short_source_epochs=2,
+        # BERT: blocks of 32 tokens, epochs of ~384 updates. A probe (not a tuning run) before the preset was
+        # fixed: S(4,128) leaves the masked-LM plateau after ~900 updates (7.2 -> 6.6 bits by update 1,200), an
+        # S(4,64) had not left it after 1,500. Sources train shorter than targets (4 vs 6 epochs), so that scratch
+        # can end clearly below the source (sources trained longer failed that condition before: docs)
+        tokens_per_sample=32, batch_size=32, effective_batch=32,
+        source_epochs=4, target_epochs=6, submodel_epochs=1, submodel_layers=2,
+        stacking_schedule="2:1,4:5", mslt_layers=2, mslt_stage_epochs=1, mslt_full_epochs=4, share_until_epoch=1,
+        methods={"bert": ALL_METHODS + (EXACT_FPI,), "gpt": ALL_METHODS}, seeds=(1, 2, 3), short_source_epochs=1,
         ablations={
             "bert": [Ablation("AKI (source trained 1/4 as long)", "AKI", source="short"),
                      Ablation("bert2BERT (stage 1 trains the embeddings)", "bert2BERT",
@@ -153,7 +161,9 @@ PRESETS = {
                     Ablation("scratch (half budget)", "scratch", epochs=-2),
                     Ablation("AKI (half budget)", "AKI", epochs=-2)],
         },
-        family_overrides={"gpt": dict(source_epochs=4, target_epochs=4, short_source_epochs=1,
+        shape_ablations={"bert": [ShapeAblation("depth-only", tuple(_shape("bert", "b2b_bert_mini", 2, 128, 4)),
+                                                tuple(_shape("bert", "b2b_bert_mini", 4, 128, 4)))]},
+        family_overrides={"gpt": dict(tokens_per_sample=64, source_epochs=4, target_epochs=4, short_source_epochs=1,
                                       stacking_schedule="2:1,4:3", mslt_full_epochs=2, share_until_epoch=1)},
         data_lines=25000, valid_lines=600, num_merges=500, log_interval=10,
     ),
@@ -192,7 +202,10 @@ PRESETS = {
         source_epochs=40, target_epochs=40, submodel_epochs=5, submodel_layers=3,
         stacking_schedule="3:5,6:7,12:28", mslt_layers=3, mslt_stage_epochs=8, mslt_full_epochs=20,
         share_until_epoch=10, ablation_eb=[0, 10, 20], data_lines=None, max_valid_steps=200, num_merges=30000,
-        log_interval=100, jobs=1, cpu=False, methods={"bert": ALL_METHODS + (EXACT_FPI,), "gpt": ALL_METHODS + (EXACT_FPI,)},
+        log_interval=100, jobs=1, cpu=False, methods={"bert": ALL_METHODS + (EXACT_FPI,), "gpt": ("scratch", "AKI")},
+        # the paper's GPT experiment (section 4.3): T(12,768) for 20 epochs at lr 1e-4, AKI from S(12,512) with
+        # full-model training only (no two-stage), against scratch
+        family_overrides={"gpt": dict(source_epochs=20, target_epochs=20, ablation_eb=[])},
     ),
 }
 
@@ -295,8 +308,8 @@ def plan(preset: Preset, families=("bert", "gpt"), updates_per_epoch: int | dict
                                     *schedule(preset.short_source_epochs), *full], epochs=preset.short_source_epochs))
         two_stage = ["--submodel-epochs", str(preset.submodel_epochs), "--submodel-layers", str(preset.submodel_layers)]
 
-        def method_argv(method, epochs, source):
-            target = base + ["--arch", tgt_arch, *tgt_over]
+        def method_argv(method, epochs, source, shape=(tgt_arch, *tgt_over)):
+            target = base + ["--arch", *shape]
             ckpt = os.path.join("runs", source, "checkpoint_last.pt")
             grown = ["--init-from-small", ckpt]
             if method == "scratch":
@@ -311,15 +324,15 @@ def plan(preset: Preset, families=("bert", "gpt"), updates_per_epoch: int | dict
                                                             "--growth-anneal-updates", str(anneal)] + full
             if method == "StackBERT":
                 return target + schedule(epochs) + full + ["--stacking-schedule", preset.stacking_schedule]
-            if method == "MSLT":
-                mslt_epochs = (tgt_layers // preset.mslt_layers) * preset.mslt_stage_epochs + preset.mslt_full_epochs
+            if method == "MSLT":  # one length everywhere: Lt/mslt_layers stages, then the full-model epochs
+                mslt_epochs = (_layers(list(shape), family) // preset.mslt_layers) * preset.mslt_stage_epochs \
+                    + preset.mslt_full_epochs
                 return target + schedule(mslt_epochs) + full + ["--mslt-layers", str(preset.mslt_layers),
                                                                  "--mslt-stage-epochs", str(preset.mslt_stage_epochs)]
             if method == "share-then-unshare":
                 return target + schedule(epochs) + full + ["--share-layers-until", f"epoch:{preset.share_until_epoch}"]
             raise ExperimentError(f"unknown method {method}")
 
-        tgt_layers = _layers(getattr(preset, f"{family}_target"), family)
         grows = ("DirectCopy", "FPI", "AKI", "bert2BERT", EXACT_FPI)
         for method in preset.methods.get(family, ()):
             seeds = preset.seeds if method in SEEDED_METHODS else preset.seeds[:1]
@@ -352,6 +365,19 @@ def plan(preset: Preset, families=("bert", "gpt"), updates_per_epoch: int | dict
             runs.append(Run(f"{family}_ablation_{_slug(ab.label)}", family, ab.label, argv, preset.seeds[0],
                             source if ab.method in grows else None, group, epochs,
                             needs=(source,) if ab.method in grows else ()))
+        for shape_ab in preset.shape_ablations.get(family, []):
+            group, slug = f"shape:{shape_ab.name}", _slug(shape_ab.name)
+            src_name = f"{family}_{slug}_source"
+            runs.append(Run(src_name, family, "source", base + ["--seed", "1", "--arch", *shape_ab.source,
+                                                                *schedule(preset.source_epochs), *full],
+                            group=group, epochs=preset.source_epochs))
+            for method in shape_ab.methods:
+                seed = preset.seeds[0]
+                argv = method_argv(method, preset.target_epochs, src_name, shape_ab.target) + \
+                    ["--seed", str(seed)] + (["--growth-seed", str(seed)] if method in grows else [])
+                runs.append(Run(f"{family}_{slug}_{_slug(method)}", family, method, argv, seed,
+                                src_name if method in grows else None, group, preset.target_epochs,
+                                needs=(src_name,) if method in grows else ()))
     for run in runs:  # options after `--` come last: fairseq takes the last value of an option
         run.argv = run.argv + passthrough
     return runs
@@ -388,31 +414,33 @@ def manifest(preset: Preset, runs: list, data_bin: str) -> dict:
         preset = for_family(everything, family)
         for group_name in dict.fromkeys(r.group for r in runs if r.family == family):
             mine = [r for r in runs if r.family == family and r.group == group_name and not r.label.startswith("source")]
-            src = getattr(preset, f"{family}_source")
-            tgt = getattr(preset, f"{family}_target")
+            src, tgt = getattr(preset, f"{family}_source"), getattr(preset, f"{family}_target")
+            source_run = f"{family}_source"
+            for shape_ab in preset.shape_ablations.get(family, []):
+                if group_name == f"shape:{shape_ab.name}":
+                    src, tgt = list(shape_ab.source), list(shape_ab.target)
+                    source_run = f"{family}_{_slug(shape_ab.name)}_source"
             runs_by_label: dict = {}
             for r in mine:
                 label = "scratch" if r.label.startswith("scratch") else r.label
                 runs_by_label.setdefault(label, {})[str(r.seed)] = os.path.join("runs", r.name)
-            budget = "" if group_name == "main" else f", target budget {group_name.split(':')[1]} epochs"
+            budget = "" if group_name == "main" else (f", {group_name.split(':')[1]}" if group_name.startswith("shape:")
+                                                       else f", target budget {group_name.split(':')[1]} epochs")
             group = {
                 "family": family, "name": group_name,
                 "title": f"{family.upper()}: {' '.join(src)} -> {' '.join(tgt)} ({preset.name} preset{budget})",
                 "scratch": "scratch", "runs": runs_by_label, "seeds": [str(s) for s in preset.seeds],
-                "source_run": os.path.join("runs", f"{family}_source"),
+                "source_run": os.path.join("runs", source_run),
                 "sources": {r.label: os.path.join("runs", r.source) for r in mine if r.source},
                 "charged_source": sorted({r.label for r in mine if r.source}),
                 "growth_reports": {label: os.path.join("growth", f"{family}_{m}.json")
                                    for label, m in GROWTH_METHODS.items()} if group_name == "main" else {},
                 "title_suffix": f" ({preset.name} preset{budget})",
-                "note": preset.note,
             }
             if group_name == "main":
                 group["attention"] = {"data": data_bin, "sentence": preset.sentence,
                                       "codes": os.path.join(os.path.dirname(data_bin), "bpe.codes"),
-                                      "models": {"source": os.path.join("runs", f"{family}_source", "checkpoint_last.pt"),
-                                                 **{label: os.path.join("growth", f"{family}_{m}.pt")
-                                                    for label, m in GROWTH_METHODS.items()}}}
+                                      "models": attention_models(family, mine)}
                 ablation = {"0": "AKI", str(preset.submodel_epochs): "bert2BERT"}
                 ablation.update({str(eb): f"bert2BERT (Eb={eb})" for eb in preset.ablation_eb if eb > 0
                                  and eb != preset.submodel_epochs})
@@ -420,6 +448,18 @@ def manifest(preset: Preset, runs: list, data_bin: str) -> dict:
                     group["ablation_eb"] = ablation
             groups.append(group)
     return {"preset": everything.name, "description": everything.description, "data": data_bin, "groups": groups}
+
+
+def attention_models(family: str, runs: list) -> dict:
+    """The paper's Figure 2 in miniature: the trained source, AKI right after growth, and the
+    *trained* targets of scratch and the growth methods (first seed), as checkpoint paths."""
+    models = {"source (trained)": os.path.join("runs", f"{family}_source", "checkpoint_last.pt"),
+              "AKI at growth": os.path.join("growth", f"{family}_aki.pt")}
+    for label in ("scratch", "FPI", "AKI", "bert2BERT"):
+        run = next((r for r in runs if r.label == label and r.group == "main"), None)
+        if run is not None:
+            models[f"{label} (trained)"] = os.path.join("runs", run.name, "checkpoint_last.pt")
+    return models
 
 
 def _bin(name: str) -> str:
@@ -559,8 +599,8 @@ def updates_per_epoch(data_bin: str, preset: Preset, world_size: int = 1, famili
     """Optimizer updates in one epoch of the train split, per family (after --update-freq)."""
     tokens = _count_tokens(data_bin)
     uf = update_freq(preset, world_size)
-    return {fam: updates_per_epoch_from_tokens(tokens, fam, preset.tokens_per_sample, preset.batch_size, uf,
-                                               world_size) for fam in families}
+    return {fam: updates_per_epoch_from_tokens(tokens, fam, for_family(preset, fam).tokens_per_sample,
+                                               for_family(preset, fam).batch_size, uf, world_size) for fam in families}
 
 
 def world_size_of(preset: Preset, passthrough: list) -> int:

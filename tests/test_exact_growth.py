@@ -19,6 +19,7 @@ from fairseq_b2b.models import weighted_layernorm as wln
 
 from conftest import TINY, run_cli
 from growth_helpers import random_state_dict
+from subset_bin import small_bin  # noqa: F401  (the fixture)
 
 TOL = 1e-5
 
@@ -255,6 +256,27 @@ def test_a_checkpoint_saved_while_annealing_reloads_its_blend(annealed_runs, dat
     model, _, _ = load_model(str(annealed_runs["root"] / "a" / "checkpoint_1_3.pt"), data_bin)
     weighted = wln.weighted_layernorms(model)
     assert len(weighted) == 6 and all(m.blend == 0.5 for _, m in weighted)
+
+
+@pytest.mark.parametrize("n", [1000, 2])
+def test_a_run_that_stops_while_annealing_says_so(tmp_path, small_bin, small_bert, n):
+    """--max-epoch 1 (4 updates) with --growth-anneal-updates 1000: the run's last warning says the
+    LayerNorms are still weighted and the checkpoint records it; with 2, neither (issue 17, 4)."""
+    argv = _anneal_argv(small_bin, small_bert, tmp_path, n, 0, ["--max-epoch", "1"])
+    log = train_in_process(argv)
+    state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=False)
+    updates = state["optimizer_history"][-1]["num_updates"]
+    record = state["extra_state"]["B2BMaskedLMTask"]
+    blends = {float(v) for k, v in state["model"].items() if k.endswith(wln.BLEND)}
+    warnings = [line for line in log.splitlines() if line.startswith("WARNING:")]
+    if n > updates:
+        assert blends == {updates / n} and record["layernorm_weighted_at_end"] is True
+        assert record["anneal_progress"] == pytest.approx(updates / n)
+        assert "still weighted" in warnings[-1] and f"blend t = {updates / n:.4g} < 1" in warnings[-1]
+        assert getattr(state["cfg"]["model"], "layernorm_weighted_at_end") is True
+    else:
+        assert not blends and record["layernorm_weighted_at_end"] is False and record["anneal_progress"] == 1.0
+        assert not any("still weighted" in line for line in log.splitlines())
 
 
 def _train_error(argv):

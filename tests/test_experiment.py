@@ -187,3 +187,57 @@ def test_every_preset_command_parses_with_fairseq(data_bin, preset):
         args = parse_training_args([data_bin, *run.argv, "--save-dir", "unused"])
         assert args.arch.startswith("b2b_") and args.validate_at_start
         assert int(args.total_num_update) == int(args.max_epoch) * 100
+
+
+def _width(shape: list) -> int:
+    side = "--encoder-embed-dim" if "--encoder-embed-dim" in shape else "--decoder-embed-dim"
+    return int(shape[shape.index(side) + 1])
+
+
+def test_cpu_full_grows_bert_in_width_at_1_5x_with_every_method_and_a_depth_only_group():
+    preset = ex.PRESETS["cpu-full"]
+    assert _width(preset.bert_target) == 1.5 * _width(preset.bert_source)
+    runs = ex.plan(preset, ("bert", "gpt"), {"bert": 100, "gpt": 50})
+    main = [r for r in runs if r.family == "bert" and r.group == "main"]
+    seeds = {label: sorted(r.seed for r in main if r.label == label) for label in {r.label for r in main}}
+    for label in ("scratch", "FPI", ex.EXACT_FPI, "AKI", "bert2BERT"):
+        assert seeds[label] == [1, 2, 3], label
+    for label in ("DirectCopy", "StackBERT", "MSLT", "share-then-unshare"):
+        assert seeds[label] == [1], label
+    depth = [r for r in runs if r.group == "shape:depth-only"]
+    assert {r.label for r in depth} == {"source", "scratch", "AKI", "bert2BERT"}
+    for r in depth:
+        if r.label != "source":  # the depth-only targets grow from the depth-only source, same width
+            assert _opt(r.argv, "--encoder-layers") == "4" and _opt(r.argv, "--encoder-embed-dim") == "128"
+        if r.label in ("AKI", "bert2BERT"):
+            assert _opt(r.argv, "--init-from-small") == "runs/bert_depth_only_source/checkpoint_last.pt"
+    # each family's own block size: BERT 32 tokens, GPT 64
+    assert {_opt(r.argv, "--tokens-per-sample") for r in runs if r.family == "bert"} == {"32"}
+    assert {_opt(r.argv, "--tokens-per-sample") for r in runs if r.family == "gpt"} == {"64"}
+    groups = {(g["family"], g["name"]): g for g in ex.manifest(preset, runs, "data-bin")["groups"]}
+    depth_group = groups[("bert", "shape:depth-only")]
+    assert depth_group["source_run"] == "runs/bert_depth_only_source"
+    assert set(depth_group["runs"]) == {"scratch", "AKI", "bert2BERT"}
+    assert "--encoder-layers 2" in depth_group["title"] and "depth-only" in depth_group["title"]
+    # Figure 2 in miniature: the trained source beside trained targets, not only grown ones
+    models = groups[("bert", "main")]["attention"]["models"]
+    assert models["source (trained)"] == "runs/bert_source/checkpoint_last.pt"
+    assert models["AKI (trained)"] == "runs/bert_aki/checkpoint_last.pt"
+    assert models["scratch (trained)"] == "runs/bert_scratch/checkpoint_last.pt"
+
+
+def test_updates_per_epoch_follows_each_familys_block_size(data_bin):
+    preset = ex.PRESETS["cpu-full"]
+    upe = ex.updates_per_epoch(data_bin, preset)
+    tokens = ex._count_tokens(data_bin)
+    assert upe["bert"] == ex.updates_per_epoch_from_tokens(tokens, "bert", 32, 32)
+    assert upe["gpt"] == ex.updates_per_epoch_from_tokens(tokens, "gpt", 64, 32)
+
+
+def test_paper_preset_gpt_is_the_papers_gpt_experiment():
+    paper = ex.PRESETS["paper"]
+    runs = [r for r in ex.plan(paper, ("gpt",), {"gpt": 100}) if r.label != "source"]
+    assert sorted(r.label for r in runs) == ["AKI", "scratch"]
+    for r in runs:  # 20 epochs, lr 1e-4, full-model training only
+        assert _opt(r.argv, "--max-epoch") == "20" and _opt(r.argv, "--lr") == "0.0001"
+        assert _opt(r.argv, "--submodel-epochs") == "0"

@@ -1,6 +1,6 @@
 """b2b-report on synthetic fairseq json logs with known crossing points: the metric is the
-full-model validation loss, scratch's reference is its final validation point, "at start" is
-never a percentage."""
+FLOPs to reach scratch's final full-model validation loss, scratch is measured by the same rule,
+"at start" is never a percentage."""
 import json
 import os
 
@@ -10,9 +10,10 @@ from fairseq_b2b import report as rep
 from fairseq_b2b.cli import report as report_cli
 
 
-def write_log(path, train=(), valid=(), interval=10):
+def write_log(path, train=(), valid=(), interval=10, done=True):
     """``train``: (flops, loss) train_inner points every ``interval`` updates; ``valid``:
-    (updates, flops, loss) validation records (update 0 = --validate-at-start)."""
+    (updates, flops, loss) validation records (update 0 = --validate-at-start); ``done``: end with
+    fairseq's "done training" line (a finished run)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write("INFO:fairseq_cli.train:start\n")
@@ -29,6 +30,8 @@ def write_log(path, train=(), valid=(), interval=10):
             if upd > 0:
                 rec = {"epoch": 1, "valid_loss": f"{loss}", "valid_train_flops": flops, "valid_num_updates": str(upd)}
                 f.write(f"2026-01-01 | INFO | valid | {json.dumps(rec)}\n")
+        if done:
+            f.write("2026-01-01 12:00:00 | INFO | fairseq_cli.train | done training in 12.3 seconds\n")
 
 
 SCRATCH_VALID = [(0, 0, 10.0), (10, 1e12, 9.0), (20, 2e12, 7.0), (30, 3e12, 6.0), (40, 4e12, 5.0)]
@@ -49,15 +52,15 @@ def curves_of(root, names):
     return {n: rep.read_curve(str(root / n / "train.log"), n) for n in names}
 
 
-def test_validation_crossings_scratch_reference_is_its_final_point(logs):
+def test_validation_crossings_scratch_reference_is_its_first_crossing(logs):
     curves = curves_of(logs, ("scratch", "fast", "never"))
     assert curves["fast"].valid == [(0, 0.0, 7.0), (10, 1e12, 6.0), (20, 2e12, 4.0)]
     assert curves["fast"].initial_valid_loss == 7.0
     out = rep.savings(curves, "scratch", {"fast": 1e12, "never": 1e12})
     assert out["metric"] == "valid_loss"
     assert out["target_loss"] == 5.0
-    # the reference is scratch's last validation point, even though its training loss dipped to
-    # 4.0 at 2e12 and its validation curve is monotone: no earlier "crossing" counts
+    # scratch's validation curve is monotone: its first crossing is its last point, even though
+    # its training loss dipped to 4.0 at 2e12 (training-loss crossings never count)
     assert out["scratch_flops_to_target"] == pytest.approx(4e12)
     fast = out["methods"]["fast"]
     assert fast["flops_to_target"] == pytest.approx(1.5e12)

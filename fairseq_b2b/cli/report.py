@@ -1,8 +1,12 @@
-"""``b2b-report DIR | LOG...``: the paper's comparison from fairseq's json logs.
+"""``b2b-report DIR | LOG...``: FLOPs to reach scratch's final full-model validation loss, and the
+saving, from fairseq's json logs.
 
 For an experiment directory (written by ``b2b-experiment``) it reads ``experiment.json``;
 otherwise each LOG is one run named after its folder, and ``--scratch`` names the baseline.
 Prints Markdown tables and writes ``results.json`` and PNG plots (loss vs FLOPs, attention).
+A run is finished when its log ends with fairseq's "done training" line or (experiment
+directory) ``runs/<name>/DONE`` exists; otherwise the first printed line is ``PARTIAL REPORT``
+and ``results.json`` has ``"partial": true`` and the ``"unfinished"`` runs.
 """
 from __future__ import annotations
 
@@ -31,7 +35,34 @@ def build_parser():
 
 def _curve(root: str, run: str, name: str):
     path = os.path.join(root, run, "train.log")
-    return rep.read_curve(path, name) if os.path.exists(path) else None
+    if not os.path.exists(path):
+        return None
+    curve = rep.read_curve(path, name)
+    curve.finished = curve.finished or os.path.exists(os.path.join(root, run, "DONE"))
+    return curve
+
+
+def _finished(root: str, run: str) -> bool:
+    if os.path.exists(os.path.join(root, run, "DONE")):
+        return True
+    curve = _curve(root, run, "")
+    return bool(curve and curve.finished)
+
+
+def _unfinished(root: str, group: dict) -> tuple:
+    """(unfinished, unfinished scratch) folder names: the group's runs (sources included) with no
+    DONE marker and no "done training" line, runs not started included."""
+    scratch = group.get("scratch", "scratch")
+    runs = {}
+    for label, spec in group["runs"].items():
+        for run in (spec.values() if isinstance(spec, dict) else [spec]):
+            runs[run] = runs.get(run, False) or label == scratch
+    for run in (group.get("source_run"), *group.get("sources", {}).values()):
+        if run:
+            runs.setdefault(run, False)
+    late = [(os.path.basename(os.path.normpath(run)), is_scratch) for run, is_scratch in runs.items()
+            if not _finished(root, run)]
+    return sorted({r for r, _ in late}), sorted({r for r, s in late if s})
 
 
 def _load_group(root: str, group: dict) -> tuple:
@@ -62,12 +93,15 @@ def _load_group(root: str, group: dict) -> tuple:
         source_valid = main_source.final_valid_loss
     grown = set(sources)
     if not per_seed:
-        raise ValueError(f"no '{scratch}' run with validation losses in {root}: the target is the scratch run's "
-                         "final validation loss")
+        raise ValueError(f"no '{scratch}' run with validation losses in {root}: the target is scratch's final "
+                         "full-model validation loss")
+    family = group.get("family", "")
     if len(per_seed) == 1:
-        result = rep.savings(next(iter(per_seed.values())), scratch, source_flops, grown, source_valid)
+        result = rep.savings(next(iter(per_seed.values())), scratch, source_flops, grown, source_valid, family)
     else:
-        result = rep.savings_over_seeds(per_seed, scratch, source_flops, grown, source_valid)
+        result = rep.savings_over_seeds(per_seed, scratch, source_flops, grown, source_valid, family)
+    result["unfinished"], result["unfinished_scratch"] = _unfinished(root, group)
+    result["partial"] = bool(result["unfinished"])
     result["title"] = group.get("title", group.get("family", ""))
     result["source_training_flops"] = main_source.total_flops if main_source else 0.0
     result["note"] = group.get("note") or None
@@ -144,7 +178,7 @@ def _attention(root: str, group: dict, out_dir: str) -> str | None:
 def report_experiment(root: str, out_dir: str, plots: bool = True) -> dict:
     with open(os.path.join(root, "experiment.json")) as f:
         manifest = json.load(f)
-    results = {}
+    results, loaded = {}, []
     for group in manifest["groups"]:
         key = group.get("family", "model")
         if group.get("name", "main") != "main":
@@ -152,11 +186,25 @@ def report_experiment(root: str, out_dir: str, plots: bool = True) -> dict:
         try:
             result, curves = _load_group(root, group)
         except ValueError as e:  # e.g. an experiment still running: report the groups that can be
-            print(f"\n## {group.get('title', key)}\n\nnot reported yet: {e}")
-            results[key] = {"title": group.get("title", key), "error": str(e)}
+            late, late_scratch = _unfinished(root, group)
+            results[key] = {"title": group.get("title", key), "error": str(e), "partial": bool(late),
+                            "unfinished": late, "unfinished_scratch": late_scratch}
+            loaded.append((key, group, None))
             continue
         results[key] = result
+        loaded.append((key, group, curves))
+    late = sorted({r for res in results.values() for r in res["unfinished"]})
+    late_scratch = sorted({r for res in results.values() for r in res["unfinished_scratch"]})
+    if late:
+        print(rep.partial_line(late, late_scratch))
+    for key, group, curves in loaded:
+        result = results[key]
+        if curves is None:
+            print(f"\n## {result['title']}\n\nnot reported yet: {result['error']}")
+            continue
         print(f"\n## {result['title']}\n")
+        if result["partial"]:
+            print(rep.partial_line(result["unfinished"], result["unfinished_scratch"]) + "\n")
         print(rep.markdown_table(result))
         if result.get("note"):
             print(f"\n{result['note']}")
@@ -173,7 +221,7 @@ def report_experiment(root: str, out_dir: str, plots: bool = True) -> dict:
             att = _attention(root, group, out_dir) if group.get("name", "main") == "main" else None
             if att:
                 result["attention_plot"] = att
-    return results
+    return {**results, "partial": bool(late), "unfinished": late, "unfinished_scratch": late_scratch}
 
 
 def report_logs(paths: list, scratch: str, source_flops: float, out_dir: str, plots: bool = True,
@@ -187,12 +235,15 @@ def report_logs(paths: list, scratch: str, source_flops: float, out_dir: str, pl
         curves[curve.name] = curve
     charged = {name: source_flops for name in curves if name != scratch}
     result = rep.savings(curves, scratch, charged, source_valid_loss=source_valid_loss)
+    if result["partial"]:
+        print(rep.partial_line(result["unfinished"], result["unfinished_scratch"]))
     print(rep.markdown_table(result))
     if plots:
         os.makedirs(out_dir, exist_ok=True)
         result["plot"] = os.path.join(out_dir, "loss_vs_flops.png")
         rep.plot_curves(curves, result["plot"], result["target_loss"])
-    return {"runs": result}
+    return {"runs": result, "partial": result["partial"], "unfinished": result["unfinished"],
+            "unfinished_scratch": result["unfinished_scratch"]}
 
 
 def main(argv=None) -> None:

@@ -9,8 +9,9 @@ Training blends the weights linearly to uniform, ``w(t) = (1 - t) w + t / Dt``; 
 module computes ``F.layer_norm`` itself (bit-identical to ``nn.LayerNorm``) and the annealing
 replaces it by the LayerNorm class fairseq built, sharing the same parameters: from then on
 the model and its checkpoints are ordinary ones.  While annealing, the weights and the blend are
-buffers (``stat_weights``, ``stat_blend``) in the state dict; a ``b2b_`` model that loads such a
-state dict turns the matching LayerNorms into weighted ones first (``sync_with_state_dict``).
+buffers (``stat_weights``, ``stat_blend``) in the state dict, fp32 and fp64 whatever the model's
+dtype (``.half()``, bf16); a ``b2b_`` model that loads such a state dict turns the matching
+LayerNorms into weighted ones first (``sync_with_state_dict``).
 """
 from __future__ import annotations
 
@@ -88,6 +89,18 @@ class WeightedLayerNorm(nn.LayerNorm):
     def effective_weights(self, dtype=torch.float32) -> torch.Tensor:
         t = self._blend
         return self.stat_weights.to(dtype) * (1.0 - t) + t / self.stat_weights.numel()
+
+    def _apply(self, fn, recurse=True):
+        """``.half()``, ``.to(torch.bfloat16)``, ... cast the parameters but not the statistics
+        buffers: ``stat_weights`` stays fp32 and ``stat_blend`` fp64 (an fp16 copy of the weights
+        no longer sums to 1), while still following the module to its device."""
+        kept = {name: self._buffers[name] for name in (WEIGHTS, BLEND)}
+        super()._apply(fn, recurse)
+        for name, old in kept.items():
+            new = self._buffers[name]
+            if new is not None and new.dtype != old.dtype:
+                self._buffers[name] = old.to(device=new.device)
+        return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -65,3 +65,27 @@ class EvaluationMixin:
         return super().get_batch_iterator(dataset, max_tokens=max_tokens, max_sentences=max_sentences,
                                           max_positions=max_positions, ignore_invalid_inputs=ignore_invalid_inputs,
                                           required_batch_size_multiple=required_batch_size_multiple, **kwargs)
+
+
+def fairseq_valid_batches(task, cfg, subset: str, model, num_shards: int = 1, shard_id: int = 0):
+    """The batches fairseq-train's ``validate`` scores on ``subset`` (fairseq_cli/train.py): the
+    iterator of ``Trainer.get_valid_iterator`` (its ``get_batch_iterator`` arguments, epoch 1,
+    unshuffled, the dataset's epoch left alone) and its stopping rule, batch ``i`` while
+    ``i <= --max-valid-steps`` (``--max-valid-steps N`` scores N + 1 batches per shard).  ``cfg``
+    is the whole fairseq config; data are loaded in this process (workers change no batch).
+    A shard's padding comes through as fairseq's empty batch."""
+    from fairseq import utils
+
+    data = cfg.dataset
+    itr = task.get_batch_iterator(
+        dataset=task.dataset(subset), max_tokens=data.max_tokens_valid, max_sentences=data.batch_size_valid,
+        max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
+        ignore_invalid_inputs=data.skip_invalid_size_inputs_valid_test,
+        required_batch_size_multiple=data.required_batch_size_multiple, seed=cfg.common.seed,
+        num_shards=num_shards, shard_id=shard_id, num_workers=0, epoch=1, data_buffer_size=data.data_buffer_size,
+        disable_iterator_cache=True, skip_remainder_batch=False,
+    ).next_epoch_itr(shuffle=False, set_dataset_epoch=False)
+    for i, batch in enumerate(itr):
+        if data.max_valid_steps is not None and i > data.max_valid_steps:
+            break
+        yield batch

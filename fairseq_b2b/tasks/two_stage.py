@@ -61,7 +61,9 @@ PAPER_SUBMODEL_EPOCHS = 5  # Eb of the paper (section 4.1), the default for a gr
 
 GROWTH_ANNEAL_UPDATES = 1000  # default of --growth-anneal-updates (README, "Exact growth")
 
-_STAT_KEYS = ("b2b_ntok", "b2b_sqtok", "b2b_scored", "b2b_depth", "b2b_depth_sq", "b2b_count")
+_STAT_KEYS = ("b2b_ntok", "b2b_sqtok", "b2b_scored", "b2b_depth", "b2b_depth_sq", "b2b_count", "b2b_missed_hi",
+              "b2b_missed_lo")
+_MISSED_SPLIT = 2 ** 32  # FLOPs of never-reduced attempts travel as (hi, lo): exact in a float64 sum
 
 
 def fail(message: str):
@@ -435,12 +437,16 @@ class TwoStageMixin:
         self._validated_at_start = False
         self._annealed = False  # no weighted LayerNorm left to anneal
         self._anneal_checked = False
+        self._model = None  # the model trained (for the checkpoint's LayerNorm record)
+        self._attempt: list = []  # (counts, sub-model) of this update attempt's micro-batches, not yet reduced
+        self._missed = 0  # FLOPs of earlier attempts never reduced (overflow), carried by the next logging output
 
     def setup_two_stage(self, model, from_checkpoint: bool = False) -> None:
         """After the model is built: check the schedule against its depth, build it and the
         FLOPs meter (Algorithm 2, line 2)."""
         from ..models.common import SubmodelMixin
 
+        self._model = model
         try:
             self._flops = FlopsModel.from_model(model)
         except ValueError as e:
@@ -578,6 +584,10 @@ class TwoStageMixin:
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
         inner = unwrap_model(model)
+        self._model = inner
+        if self._attempt and not any(p.grad is not None for p in inner.parameters()):
+            self._missed += self._attempt_flops()  # the previous attempt never reached reduce_metrics
+            self._attempt = []
         if update_num == 0 and _opt(self.b2b_cfg, "validate_at_start", False) and not self._validated_at_start:
             self._validated_at_start = True
             self.validate_at_start(model, criterion, sample)
@@ -653,9 +663,13 @@ class TwoStageMixin:
     def validate_at_start(self, model, criterion, sample) -> Optional[float]:
         """``--validate-at-start``: the full model's loss (bits) on every ``--valid-subset`` before
         update 1, logged as a fairseq-style json validation record at update 0 (for a grown model
-        this is the loss right after growth, the paper's Table 1).  Validation FLOPs are not
-        training FLOPs.  Ranks validate disjoint shards and sum."""
+        this is the loss right after growth, the paper's Table 1).  It scores the batches fairseq's
+        own validation scores (:func:`~fairseq_b2b.tasks.evaluation.fairseq_valid_batches`, also
+        under ``--max-valid-steps``).  Validation FLOPs are not training FLOPs.  Ranks validate
+        disjoint shards and sum."""
         from fairseq import utils
+
+        from .evaluation import fairseq_valid_batches
 
         root = _root_config(self.b2b_cfg)
         if root is None:
@@ -668,24 +682,12 @@ class TwoStageMixin:
         for subset in str(root.dataset.valid_subset).split(","):
             subset = subset.strip()
             try:
-                dataset = self.dataset(subset)
+                self.dataset(subset)
             except KeyError:
                 continue
-            itr = self.get_batch_iterator(
-                dataset=dataset, max_tokens=root.dataset.max_tokens_valid,
-                max_sentences=root.dataset.batch_size_valid,
-                max_positions=utils.resolve_max_positions(self.max_positions(), model.max_positions()),
-                ignore_invalid_inputs=root.dataset.skip_invalid_size_inputs_valid_test,
-                required_batch_size_multiple=root.dataset.required_batch_size_multiple, seed=root.common.seed,
-                num_shards=world, shard_id=rank, num_workers=0, epoch=1,
-                data_buffer_size=root.dataset.data_buffer_size, disable_iterator_cache=True,
-            ).next_epoch_itr(shuffle=False)
-            max_steps = root.dataset.max_valid_steps
             totals = torch.zeros(2, dtype=torch.float64)
             with torch.no_grad():
-                for i, batch in enumerate(itr):
-                    if max_steps is not None and i >= max_steps:
-                        break
+                for batch in fairseq_valid_batches(self, root, subset, unwrap_model(model), world, rank):
                     if not batch:
                         continue
                     if device is not None and device.type == "cuda":
@@ -720,7 +722,25 @@ class TwoStageMixin:
             scored = torch.where(scored > 0, scored, n_tokens)
         return scored
 
+    def _shape(self, sub: Optional[Submodel]) -> Tuple[int, int, bool]:
+        """(depth, trainable_from, frozen_input) of the sub-model an update ran (None: the full model)."""
+        if sub is None:
+            return self._flops.depth, 0, False
+        return sub.depth, sub.trainable_from, sub.frozen_input
+
     def _add_flop_stats(self, logging_output, sample, sub: Optional[Submodel]) -> None:
+        """This micro-batch's counts (summed over micro-batches and ranks by fairseq, turned into
+        FLOPs by ``reduce_metrics``), and the FLOPs of earlier attempts that fairseq never reduced.
+
+        fairseq's ``Trainer.train_step`` skips ``reduce_metrics`` (and, but for AMP,
+        ``optimizer_step``) for an update whose fp16/AMP gradients overflowed, yet its forward and
+        backward ran.  An attempt starts with no gradient (the trainer zeroes them first, also
+        before the retry), so a micro-batch that finds none while ``_attempt`` holds micro-batches
+        starts a new attempt after one that was never reduced; that works for every optimizer
+        wrapper, whereas ``DynamicLossScaler._iter`` exists for fp16 only.  Its FLOPs go in
+        ``_missed`` until a reduced logging output carries them: every rank adds its own, every
+        micro-batch has the keys (fairseq's fast stat sync sums the keys of the first), split in
+        two so that the float64 sum stays exact."""
         if self._flops is None:
             return
         src = sample["net_input"]["src_tokens"]
@@ -733,6 +753,14 @@ class TwoStageMixin:
         logging_output["b2b_depth"] = depth
         logging_output["b2b_depth_sq"] = depth * depth
         logging_output["b2b_count"] = 1
+        missed = self._missed if not self._attempt else 0  # on the attempt's first micro-batch
+        logging_output["b2b_missed_hi"], logging_output["b2b_missed_lo"] = divmod(missed, _MISSED_SPLIT)
+        self._attempt.append(((logging_output["b2b_ntok"], logging_output["b2b_sqtok"],
+                               logging_output["b2b_scored"]), sub))
+
+    def _attempt_flops(self) -> int:
+        return sum(self._flops.update_flops(*(int(c) for c in counts), *self._shape(sub))
+                   for counts, sub in self._attempt)
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
@@ -742,27 +770,27 @@ class TwoStageMixin:
                                    weight=0, priority=860)
             return
         sums = {k: float(sum(log.get(k, 0) for log in logging_outputs)) for k in _STAT_KEYS}
+        missed = _MISSED_SPLIT * int(round(sums["b2b_missed_hi"])) + int(round(sums["b2b_missed_lo"]))
+        self._attempt, self._missed = [], 0
         if sums["b2b_count"] == 0 or self._last is None:
             return
         update_num, sub = self._last
         mean = sums["b2b_depth"] / sums["b2b_count"]
-        local = sub.depth if sub is not None else self._flops.depth
+        local, trainable_from, frozen = self._shape(sub)
         if abs(mean - local) > 1e-6 or abs(sums["b2b_depth_sq"] / sums["b2b_count"] - mean * mean) > 1e-6:
             raise RuntimeError(f"fairseq-b2b: data-parallel ranks ran different sub-models at update {update_num} "
                                f"(mean depth {mean}, this rank {local})")
         n_tok, sq_tok, scored = (int(round(sums[k])) for k in ("b2b_ntok", "b2b_sqtok", "b2b_scored"))
-        trainable_from = sub.trainable_from if sub is not None else 0
-        frozen = sub.frozen_input if sub is not None else False
         flops = self._flops.update_flops(n_tok, sq_tok, scored, local, trainable_from, frozen)
-        self.train_flops += flops
+        self.train_flops += flops + missed
         metrics.log_scalar("subdepth", local, weight=1, priority=850, round=2)
         # A float64 tensor: fairseq's json log prints tensors with full precision ("{:g}" otherwise).
         metrics.log_scalar("train_flops", torch.tensor(float(self.train_flops), dtype=torch.float64),
                            weight=0, priority=860)
         if self.b2b_cfg.submodel_trace:
-            self._trace(logging_outputs, update_num, sub, flops, (n_tok, sq_tok, scored))
+            self._trace(logging_outputs, update_num, sub, flops, (n_tok, sq_tok, scored), missed)
 
-    def _trace(self, logging_outputs, update_num, sub, flops, counts) -> None:
+    def _trace(self, logging_outputs, update_num, sub, flops, counts, missed=0) -> None:
         rank, world = _rank_and_world()
         path = trace_path_for_rank(self.b2b_cfg.submodel_trace, rank)
         loss = float(sum(log.get("loss", 0) for log in logging_outputs))
@@ -778,7 +806,7 @@ class TwoStageMixin:
             "frozen_input": bool(sub is not None and sub.frozen_input),
             "loss": loss / sample_size / math.log(2) if sample_size else None,
             "ntok": counts[0], "sqtok": counts[1], "scored": counts[2],
-            "update_flops": flops, "train_flops": self.train_flops,
+            "update_flops": flops, "overflow_flops": missed, "train_flops": self.train_flops,
             "boundaries": self._events[1] if self._events[0] == update_num else [],
             "digests": self._digests[1] if self._digests[0] == update_num else None,
         }
@@ -788,9 +816,50 @@ class TwoStageMixin:
     # -- checkpoint ----------------------------------------------------------------------------
 
     def get_checkpoint_dict(self):
-        """Saved in the checkpoint's extra state (fairseq's task checkpoint hook)."""
-        return {type(self).__name__: {"train_flops": int(self.train_flops), "schedule": self._schedule.method,
-                                      "boundary": int(self._applied)}}
+        """Saved in the checkpoint's extra state (fairseq's task checkpoint hook).  A run with
+        exact growth's weighted LayerNorms also records whether the saved model still has them
+        (``layernorm_weighted_at_end``) and the blend ``anneal_progress`` (1: standard), there and
+        in the saved model args."""
+        state = {"train_flops": int(self.train_flops), "schedule": self._schedule.method,
+                 "boundary": int(self._applied)}
+        blend = self._weighted_blend()
+        if blend is not None or self._anneal_checked:
+            state["layernorm_weighted_at_end"] = blend is not None
+            state["anneal_progress"] = 1.0 if blend is None else blend
+            model_args = getattr(_root_config(self.b2b_cfg), "model", None)
+            with contextlib.suppress(Exception):  # a Namespace for the b2b_ archs; a struct config refuses
+                for key in ("layernorm_weighted_at_end", "anneal_progress"):
+                    setattr(model_args, key, state[key])
+        return {type(self).__name__: state}
+
+    def _weighted_blend(self) -> Optional[float]:
+        """The blend of the model's weighted-statistics LayerNorms (None: it has none)."""
+        from ..models.weighted_layernorm import weighted_layernorms
+
+        found = weighted_layernorms(self._model) if isinstance(self._model, nn.Module) else []
+        return found[0][1].blend if found else None
+
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        """fairseq-train asks for the training iterator of epoch ``--max-epoch`` + 1 right before it
+        stops (its last task hook): say so if the LayerNorms are still weighted then."""
+        from .evaluation import is_training_split
+
+        root = _root_config(self.b2b_cfg)
+        max_epoch = int(root.optimization.max_epoch or 0) if root is not None else 0
+        if 0 < max_epoch < int(kwargs.get("epoch", 1)) and any(
+                d is dataset and is_training_split(n) for n, d in self.datasets.items()):
+            self._warn_if_weighted()
+        return super().get_batch_iterator(dataset, *args, **kwargs)
+
+    def _warn_if_weighted(self) -> None:
+        blend = self._weighted_blend()
+        if blend is None:
+            return
+        n = int(_opt(self.b2b_cfg, "growth_anneal_updates", 0))
+        logger.warning(f"training stopped before the exact growth's LayerNorms finished annealing: they are still "
+                       f"weighted (blend t = {blend:.4g} < 1, --growth-anneal-updates {n}), and so is the last "
+                       "checkpoint (its layernorm_weighted_at_end, anneal_progress); train until update "
+                       f"{n} for standard LayerNorms")
 
     def set_checkpoint_dict(self, state):
         self.train_flops = int(state.get("train_flops", 0))
