@@ -142,7 +142,7 @@ def test_only_keeps_the_whole_manifest_and_refuses_unknown_names(tmp_path, monke
     assert sorted({n for _, n, _ in events}) == ["bert_aki", "bert_source"]
     manifest = json.load(open(root / "experiment.json"))
     labels = set(manifest["groups"][0]["runs"])
-    assert {"scratch", "DirectCopy", "FPI", "AKI", "bert2BERT", "StackBERT", "MSLT", "share-then-unshare"} <= labels
+    assert set(ex.PRESETS["cpu"].methods["bert"]) <= labels  # every method of the plan, not only the one run
     with pytest.raises(SystemExit) as e:
         ex_cli.main(["--preset", "cpu", "--output", str(root), "--data", "DATA", "--only", "nope", "--families", "bert"])
     assert "--only nope: no such run or method" in str(e.value.code) and "\n" not in str(e.value.code)
@@ -241,3 +241,16 @@ def test_paper_preset_gpt_is_the_papers_gpt_experiment():
     for r in runs:  # 20 epochs, lr 1e-4, full-model training only
         assert _opt(r.argv, "--max-epoch") == "20" and _opt(r.argv, "--lr") == "0.0001"
         assert _opt(r.argv, "--submodel-epochs") == "0"
+
+
+def test_cpu_preset_grows_bert_in_width_off_the_plateau_recipe():
+    preset = ex.PRESETS["cpu"]
+    assert _width(preset.bert_target) == 1.5 * _width(preset.bert_source)
+    runs = ex.plan(preset, ("bert", "gpt"), {"bert": 300, "gpt": 150})
+    bert = [r for r in runs if r.family == "bert"]
+    assert {r.label for r in bert} == {"source", "scratch", "DirectCopy", "FPI", "AKI", "bert2BERT"}
+    assert {_opt(r.argv, "--tokens-per-sample") for r in bert} == {"32"}
+    b2b = next(r for r in bert if r.label == "bert2BERT")
+    assert _opt(b2b.argv, "--submodel-layers") == "1"  # lb=1: sub-models of 1 and 2 layers of the 2-layer T
+    for r in runs:  # every grown run is validated at update 0
+        assert "--validate-at-start" in r.argv
