@@ -400,6 +400,16 @@ def _layers(shape: list, family: str) -> int:
     return int({**bert.ARCHS, **gpt.ARCHS}[shape[0]][0])
 
 
+def shape_label(shape: list, family: str) -> str:
+    """``(L=4, D=128, FFN=512, heads=4)`` from an arch and its overrides (the arch's name when it
+    sets them itself)."""
+    side = "encoder" if family == "bert" else "decoder"
+    keys = (("L", "layers"), ("D", "embed-dim"), ("FFN", "ffn-embed-dim"), ("heads", "attention-heads"))
+    if not all(f"--{side}-{opt}" in shape for _, opt in keys):
+        return f"({' '.join(shape)})"
+    return "(" + ", ".join(f"{k}={shape[shape.index(f'--{side}-{opt}') + 1]}" for k, opt in keys) + ")"
+
+
 def _slug(label: str) -> str:
     out = "".join(c.lower() if c.isalnum() else "_" for c in label)
     while "__" in out:
@@ -429,7 +439,8 @@ def manifest(preset: Preset, runs: list, data_bin: str) -> dict:
                                                        else f", target budget {group_name.split(':')[1]} epochs")
             group = {
                 "family": family, "name": group_name,
-                "title": f"{family.upper()}: {' '.join(src)} -> {' '.join(tgt)} ({preset.name} preset{budget})",
+                "title": f"{family.upper()}: S{shape_label(src, family)} -> T{shape_label(tgt, family)} "
+                         f"({preset.name} preset{budget})",
                 "scratch": "scratch", "runs": runs_by_label, "seeds": [str(s) for s in preset.seeds],
                 "source_run": os.path.join("runs", source_run),
                 "sources": {r.label: os.path.join("runs", r.source) for r in mine if r.source},

@@ -218,7 +218,7 @@ def test_cpu_full_grows_bert_in_width_at_1_5x_with_every_method_and_a_depth_only
     depth_group = groups[("bert", "shape:depth-only")]
     assert depth_group["source_run"] == "runs/bert_depth_only_source"
     assert set(depth_group["runs"]) == {"scratch", "AKI", "bert2BERT"}
-    assert "--encoder-layers 2" in depth_group["title"] and "depth-only" in depth_group["title"]
+    assert depth_group["title"] == "BERT: S(L=2, D=128, FFN=512, heads=4) -> T(L=4, D=128, FFN=512, heads=4) (cpu-full preset, depth-only)"
     # Figure 2 in miniature: the trained source beside trained targets, not only grown ones
     models = groups[("bert", "main")]["attention"]["models"]
     assert models["source (trained)"] == "runs/bert_source/checkpoint_last.pt"
