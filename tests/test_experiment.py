@@ -39,7 +39,7 @@ def test_updates_per_epoch_is_what_fairseq_runs_with_update_freq_8(data_bin, tmp
             "--update-freq", "8", "--save-dir", save, "--log-file", save / "train.log", *TINY)
     last = _records(save / "train.log", '"train_loss"')[-1]
     assert int(last["train_num_updates"]) == expected
-    assert expected * 8 >= 8  # a real epoch of several updates
+    assert expected >= 2  # a real epoch of several updates
 
 
 def test_total_num_update_counts_optimizer_updates_after_update_freq(data_bin):

@@ -70,5 +70,5 @@ def test_stackbert_boundary_messages_reach_the_log_file(tmp_path, small_bin):  #
                       "--log-file", str(log_file)])
     text = log_file.read_text()
     assert "StackBERT: stacked depth 2 -> 4" in text
-    assert "epoch 2: StackBERT" in text or "epoch 2:" in text
+    assert "epoch 2: StackBERT phase 2/2: depth 4" in text
     assert os.path.getsize(log_file) > 0
