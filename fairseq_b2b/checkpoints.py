@@ -6,6 +6,8 @@ import secrets
 
 import torch
 
+LEGACY_TEMP = r"\.tmp-[0-9a-f]{16}\.pt"  # the temporaries of earlier versions (no process id)
+
 
 def parse_training_args(argv: list):
     """fairseq-train's parser on ``argv`` (data dir first), with this plugin loaded."""
@@ -72,10 +74,11 @@ def follow_umask(root: str) -> None:
             os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
 
 
-def save_checkpoint(path: str, cfg, model, extra: dict | None = None) -> None:
+def save_checkpoint(path: str, cfg, model, extra: dict | None = None, command: str = "b2b") -> None:
     """A fairseq checkpoint without optimizer state (loads with --restore-file,
     --finetune-from-model, fairseq's hub interface and fairseq-eval-lm).  Written to a
-    temporary file and renamed, so a failure never leaves a half-written checkpoint."""
+    temporary file and renamed, so a failure never leaves a half-written checkpoint; one a
+    killed run left is removed by the next write in that folder (:mod:`fairseq_b2b.outputs`)."""
     from omegaconf import OmegaConf
 
     state = {
@@ -90,15 +93,10 @@ def save_checkpoint(path: str, cfg, model, extra: dict | None = None) -> None:
         "last_optimizer_state": None,
         **(extra or {}),
     }
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = new_temp_file(directory, prefix=".tmp-", suffix=".pt")
-    try:
+    from .outputs import atomic_output
+
+    with atomic_output(path, command, suffix=".pt", legacy=LEGACY_TEMP) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_model(path: str, data: str | None = None):

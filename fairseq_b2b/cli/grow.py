@@ -15,6 +15,7 @@ import sys
 import tempfile
 from argparse import Namespace
 
+from ..checkpoints import LEGACY_TEMP
 from ..errors import B2BError
 from ..growth import METHODS, GrowthError
 
@@ -40,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="width expansion: fpi, aki (the paper's) or direct_copy (default: %(default)s)")
     p.add_argument("--exact", action="store_true", help="fpi only: function-preserving at any width ratio (default: off)")
     p.add_argument("--seed", type=int, default=1, help="seed of the mapping functions (default: %(default)s)")
-    p.add_argument("--output", required=True, help="the grown checkpoint file to write (required; not a folder)")
+    p.add_argument("--output", required=True, help="the grown checkpoint file to write (required; not a folder, never "
+                                                  "the --source; an existing file is refused unless --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file (default: off; never the "
+                                                       "--source, never a folder)")
     p.add_argument("--data", default=None, help="data-bin with the source's dict.txt; with it the source and the grown "
                                                 "model are evaluated on --valid-subset (default: the data directory "
                                                 "recorded in the source checkpoint, no evaluation)")
@@ -95,17 +99,9 @@ def check_arguments(args, overrides: list) -> None:
     """Every argument error b2b-grow can see without reading a checkpoint, as one line."""
     if args.exact and args.method != "fpi":
         raise B2BError(f"--exact is a mode of fpi, not of {args.method}: pass --method fpi --exact, or drop --exact")
-    if os.path.isdir(args.output):
-        raise B2BError(f"--output '{args.output}' is a folder: name the checkpoint file to write, "
-                       f"e.g. {os.path.join(args.output, 'grown.pt')}")
-    parent = os.path.dirname(os.path.abspath(args.output))
-    existing = parent
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise B2BError(f"--output '{args.output}': '{existing}' is a file, not a folder: choose another path")
-    if not os.access(existing, os.W_OK):
-        raise B2BError(f"--output '{args.output}': cannot write in '{existing}': choose another path")
+    from ..outputs import check_output
+
+    check_output(args.output, "file", args.force, "--output", inputs={"--source": args.source})
     parse_arch_options(args.arch, overrides)
     if args.data:
         first = args.data.split(os.pathsep)[0]
@@ -255,21 +251,26 @@ def main(argv=None) -> None:
                         force=True)
     import fairseq_b2b  # noqa: F401
 
+    from ..outputs import atomic_output, exit_on_signals
+
+    exit_on_signals("b2b-grow")
     try:
         check_arguments(args, overrides)
-        report = grow_checkpoint(args.source, args.arch, args.method, args.exact, args.seed, args.output,
-                                 args.data, overrides)
-        try:
+        # grown and evaluated under a temporary name beside --output, renamed at the end: a failed
+        # or interrupted run leaves no checkpoint (and an existing one replaced by --force stays
+        # until the new one is complete); a SIGKILLed run's temporary goes with the next run
+        with atomic_output(args.output, "b2b-grow", suffix=".pt", legacy=LEGACY_TEMP) as tmp:
+            report = grow_checkpoint(args.source, args.arch, args.method, args.exact, args.seed, tmp,
+                                     args.data, overrides)
+            report["output"] = args.output
             if args.data:
-                report.update(evaluate_growth(args.source, args.output, args.data, args.valid_subset))
+                report.update(evaluate_growth(args.source, tmp, args.data, args.valid_subset))
                 report.update(evaluate_fpi_variants(report, args.source, args.arch, args.seed, args.data, overrides,
                                                     args.valid_subset))
-        except BaseException:  # no grown checkpoint without the report that was asked for
-            if os.path.isfile(args.output):
-                os.remove(args.output)
-            raise
     except GrowthError as e:
         sys.exit(f"b2b-grow: error: {e}")
+    except OSError as e:
+        sys.exit(f"b2b-grow: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "))
     print(f"grew {report['source_shape']} -> {report['target_shape']} with {report['method']}"
           f"{' (exact)' if report['exact'] else ''} in {report['seconds']:.2f}s -> {args.output}")
     if args.data:

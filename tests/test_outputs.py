@@ -1,0 +1,129 @@
+"""Nothing lost, nothing left behind (issue 21): no command overwrites what the user has (above
+all not its own input), outputs are checked before any work and written atomically, a killed
+command's temporaries and child processes do not outlive it, garbage input is named."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import BIN, run_cli
+
+
+def _one_line(proc, prog):
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip() and "Warning" not in l and "super().__init__" not in l]
+    assert proc.returncode != 0 and lines and lines[-1].startswith(f"{prog}: error: "), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return lines[-1]
+
+
+def _exit_message(excinfo) -> str:
+    msg = str(excinfo.value.code)
+    assert "\n" not in msg, msg
+    return msg
+
+
+# ----------------------------------------------------------------------------- b2b-grow
+
+def test_grow_refuses_to_overwrite_its_own_source(small_bert, tmp_path):
+    """The first case of the issue: ``--source s.pt --output s.pt`` exited 0 and the source was gone."""
+    from fairseq_b2b.cli.grow import main
+
+    src = tmp_path / "s.pt"
+    shutil.copyfile(small_bert, src)
+    before = src.read_bytes()
+    for extra in ([], ["--force"]):
+        with pytest.raises(SystemExit) as e:
+            main(["--source", str(src), "--arch", "b2b_bert_tiny_wide", "--output", str(src), *extra])
+        assert "is the --source of this command" in _exit_message(e)
+    # the same file under another name (a hard link) is the source too
+    os.link(src, tmp_path / "alias.pt")
+    with pytest.raises(SystemExit) as e:
+        main(["--source", str(src), "--arch", "b2b_bert_tiny_wide", "--output", str(tmp_path / "alias.pt"), "--force"])
+    assert "is the --source" in _exit_message(e)
+    assert src.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.pt", "s.pt"]
+
+
+def test_grow_refuses_an_existing_output_unless_force(small_bert, tmp_path):
+    from fairseq_b2b.cli.grow import main
+
+    out = tmp_path / "g.pt"
+    out.write_bytes(b"the user's file")
+    with pytest.raises(SystemExit) as e:
+        main(["--source", small_bert, "--arch", "b2b_bert_tiny_wide", "--output", str(out)])
+    assert _exit_message(e) == f"b2b-grow: error: --output '{out}' exists: choose another path or pass --force to replace it"
+    assert out.read_bytes() == b"the user's file"
+    main(["--source", small_bert, "--arch", "b2b_bert_tiny_wide", "--output", str(out), "--force"])
+    assert "model" in torch.load(out, weights_only=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.pt"]
+    # --force replaces a file by a file only
+    (tmp_path / "d").mkdir()
+    with pytest.raises(SystemExit) as e:
+        main(["--source", small_bert, "--arch", "b2b_bert_tiny_wide", "--output", str(tmp_path / "d"), "--force"])
+    assert "is a folder" in _exit_message(e)
+
+
+@pytest.mark.parametrize("output", ["/proc/x.pt", "/proc/nope/x.pt", "{file}/x.pt"])
+def test_grow_unwritable_output_is_one_line_before_any_work(small_bert, tmp_path, output):
+    from fairseq_b2b.cli.grow import main
+
+    (tmp_path / "file").write_text("x")
+    output = output.format(file=tmp_path / "file")
+    with pytest.raises(SystemExit) as e:
+        main(["--source", small_bert, "--arch", "b2b_bert_tiny_wide", "--output", output])
+    msg = _exit_message(e)
+    assert msg.startswith("b2b-grow: error: --output") and ("cannot write in" in msg or "is a file" in msg)
+
+
+def _temporaries(folder: Path):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_grow_killed_while_writing_leaves_a_temporary_the_rerun_removes(small_bert, data_bin, tmp_path):
+    """SIGKILL in the middle of the run (its temporary checkpoint exists, the output does not);
+    the rerun removes the temporary and writes the output.  A pre-pid ``.tmp-*.pt`` of an older
+    version is removed too."""
+    out = tmp_path / "g.pt"
+    legacy = tmp_path / ".tmp-0123456789abcdef.pt"
+    legacy.write_bytes(b"old half-written checkpoint")
+    os.utime(legacy, (time.time() - 3600, time.time() - 3600))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen([str(Path(BIN) / "b2b-grow"), "--source", small_bert, "--arch", "b2b_bert_tiny_wide",
+                             "--output", str(out), "--data", data_bin, "--method", "fpi"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if any(n.startswith(".b2b-grow-") and n.endswith(".pt") and (tmp_path / n).stat().st_size > 0
+               for n in _temporaries(tmp_path)):
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "b2b-grow finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = [n for n in _temporaries(tmp_path) if n != legacy.name]
+    assert left and not out.exists()  # what a SIGKILL leaves
+    run_cli("b2b-grow", "--source", small_bert, "--arch", "b2b_bert_tiny_wide", "--output", out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.pt"]
+
+
+def test_grow_sigterm_removes_its_temporary(small_bert, data_bin, tmp_path):
+    out = tmp_path / "g.pt"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen([str(Path(BIN) / "b2b-grow"), "--source", small_bert, "--arch", "b2b_bert_tiny_wide",
+                             "--output", str(out), "--data", data_bin, "--method", "fpi"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not _temporaries(tmp_path):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate()
+    assert proc.returncode != 0 and "interrupted by SIGTERM" in err.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
