@@ -1,6 +1,6 @@
 """The documented commands run as written.
 
-Every fenced ``bash`` block of README.md, examples/**/*.md and fairseq_b2b/eval/squad.md is
+Every fenced ``bash`` block of README.md, docs/*.md, examples/**/*.md and fairseq_b2b/eval/squad.md is
 executed by bash (``set -euo pipefail``, variables must be set) in an empty folder, with every
 command replaced by a recorder: bash itself expands the variables, loops, functions, quoting
 and redirections exactly as for a user.  Each recorded ``b2b-*`` / ``fairseq-*`` command is
@@ -26,10 +26,15 @@ from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_COMMON = ROOT / "examples" / "paper" / "README.md"
+# docs/distributed.md launches the training commands with DATA/COMMON of docs/training.md
+# (its "Baselines in the same harness"), as the paper pages use examples/paper/README.md.
+TRAINING = ROOT / "docs" / "training.md"
+CONTEXT = {ROOT / "docs" / "distributed.md": TRAINING}
 
 
 def doc_files() -> list:
-    return [ROOT / "README.md", *sorted((ROOT / "examples").rglob("*.md")), ROOT / "fairseq_b2b" / "eval" / "squad.md"]
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").rglob("*.md")),
+            ROOT / "fairseq_b2b" / "eval" / "squad.md"]
 
 
 # ---------------------------------------------------------------------------- the one substitution table
@@ -242,9 +247,12 @@ def check_command(argv: list) -> str | None:
 
 
 def _files_with_context(path: Path) -> list:
-    """The paper pages use DATA/COMMON of examples/paper/README.md ("Common to every page")."""
+    """The paper pages use DATA/COMMON of examples/paper/README.md ("Common to every page");
+    docs/distributed.md those of docs/training.md."""
     if path.parent == PAPER_COMMON.parent and path != PAPER_COMMON:
         return [PAPER_COMMON, path]
+    if path in CONTEXT:
+        return [CONTEXT[path], path]
     return [path]
 
 
@@ -301,6 +309,21 @@ def test_missing_mkdir_fails(tmp_path):
     assert (tmp_path / "g" / "x.json").is_file()
 
 
+def test_readme_is_a_front_page_linking_every_docs_page():
+    """The README stays a few screens and links every docs/ page; every relative link of the
+    README and of docs/ names a file that exists."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme) < 12_000, f"README.md has {len(readme)} characters: move detail into docs/"
+    pages = sorted((ROOT / "docs").glob("*.md"))
+    assert pages and not [p.name for p in pages if f"(docs/{p.name})" not in readme]
+    broken = []
+    for doc in [ROOT / "README.md", *pages]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
+            if "://" not in target and not (doc.parent / target).exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert not broken, broken
+
+
 # ---------------------------------------------------------------------------- a few, for real
 
 def _documented(doc: Path, workdir: Path, name: str, *contains: str) -> list:
@@ -310,11 +333,11 @@ def _documented(doc: Path, workdir: Path, name: str, *contains: str) -> list:
     raise AssertionError(f"{doc.name} documents no {name} command with {contains}")
 
 
-def test_readme_scratch_run_for_real(data_bin, tmp_path):
-    """README's scratch command with TINY shapes, from a fresh folder: --log-file into a
+def test_training_scratch_run_for_real(data_bin, tmp_path):
+    """docs/training.md's scratch command with TINY shapes, from a fresh folder: --log-file into a
     save-dir that does not exist yet works, and --updates-per-epoch is the epoch's real length."""
     (tmp_path / "rec").mkdir()
-    argv = _documented(ROOT / "README.md", tmp_path / "rec", "b2b-train", "runs/scratch/train.log")
+    argv = _documented(TRAINING, tmp_path / "rec", "b2b-train", "runs/scratch/train.log")
     tiny = tiny_argv(argv[1:], data_bin)
     upe = run_cli("b2b-train", *tiny, "--updates-per-epoch", cwd=tmp_path)
     run_cli("b2b-train", *tiny, cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""The README's single-node multi-process launch, run as written on CPU: torchrun starts 2
+"""The single-node multi-process launch of docs/distributed.md, run as written on CPU: torchrun starts 2
 processes, each b2b-train (fairseq-train with this plugin) joins one gloo process group, and
 the world size, the per-rank sub-model sampling and the effective batch (batch x update-freq x
 processes) are checked in what the run wrote, not in what it printed it would do."""
@@ -16,7 +16,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# The README's line (checked below to be there verbatim): each process turns torchrun's
+# docs/distributed.md's line (checked below to be there verbatim): each process turns torchrun's
 # environment into fairseq's explicit distributed options.
 LAUNCH = ("LAUNCH='exec b2b-train \"$@\" --distributed-init-method env:// --distributed-no-spawn "
           "--distributed-world-size $WORLD_SIZE --distributed-rank $RANK --device-id $LOCAL_RANK'")
@@ -24,10 +24,10 @@ TORCHRUN = 'torchrun --standalone --nproc_per_node {n} --no-python bash -c "$LAU
 CPU_FLAGS = "--cpu --distributed-backend gloo --ddp-backend legacy_ddp"  # on GPUs: --fp16, nccl and pytorch_ddp defaults
 
 
-def test_readme_shows_the_tested_launch_lines():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert LAUNCH in readme
-    assert TORCHRUN.format(n="$N") in readme
+def test_docs_show_the_tested_launch_lines():
+    page = (REPO / "docs" / "distributed.md").read_text(encoding="utf-8")
+    assert LAUNCH in page
+    assert TORCHRUN.format(n="$N") in page
 
 
 def run_launch(data_bin, save_dir, trace, nproc, batch_size, update_freq):
