@@ -127,3 +127,128 @@ def test_grow_sigterm_removes_its_temporary(small_bert, data_bin, tmp_path):
     _, err = proc.communicate()
     assert proc.returncode != 0 and "interrupted by SIGTERM" in err.strip().splitlines()[-1]
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- b2b-eval-lm
+
+def _lm_args(small_gpt, bpe_corpus):
+    return ["--path", str(small_gpt), "--data", str(bpe_corpus["data_bin"]), "--codes", str(bpe_corpus["codes"]),
+            "--cpu"]
+
+
+def _text(tmp_path, lines=40):
+    text = tmp_path / "eval.txt"
+    text.write_text("To be , or not to be : that is the question .\n" * lines, encoding="utf-8")
+    return text
+
+
+def test_eval_lm_output_json_is_checked_before_evaluating(small_gpt, bpe_corpus, tmp_path, monkeypatch):
+    """A directory as --output-json failed only after the whole evaluation (IsADirectoryError,
+    ``DIR.tmp`` left); an existing file was overwritten; the eval file itself could be the output."""
+    from fairseq_b2b.eval import lm
+
+    def no_evaluation(*a, **k):
+        raise AssertionError("evaluated before the output was checked")
+
+    monkeypatch.setattr(lm, "evaluate", no_evaluation)
+    text = _text(tmp_path)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "old.json").write_text("{}")
+    cases = [(tmp_path / "dir", [], "is a folder"),
+             (tmp_path / "old.json", [], "exists: choose another path or pass --force"),
+             (text, ["--force"], "is the --eval-file of this command"),
+             (Path("/proc/results.json"), [], "cannot write in '/proc'")]
+    for out, extra, needle in cases:
+        with pytest.raises(SystemExit) as e:
+            lm.run([*_lm_args(small_gpt, bpe_corpus), "--eval-file", str(text), "--output-json", str(out), *extra])
+        msg = _exit_message(e)
+        assert msg.startswith("b2b-eval-lm: error: --output-json") and needle in msg, msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "eval.txt", "old.json"]
+    assert (tmp_path / "old.json").read_text() == "{}" and not list((tmp_path / "dir").iterdir())
+
+
+def _children(pid: int) -> list:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _start_eval_lm(small_gpt, bpe_corpus, text, tmpdir):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", TMPDIR=str(tmpdir))
+    proc = subprocess.Popen([str(Path(BIN) / "b2b-eval-lm"), *_lm_args(small_gpt, bpe_corpus), "--eval-file", str(text)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        scorer = [c for c in _children(proc.pid)
+                  if b"_fairseq_eval_lm" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        if scorer:
+            return proc, scorer[0]
+        time.sleep(0.01)
+    raise AssertionError(f"no fairseq-eval-lm child seen: {proc.communicate()[1][-2000:]}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_eval_lm_child_dies_with_its_parent_and_the_rerun_cleans_up(small_gpt, bpe_corpus, tmp_path, monkeypatch, sig):
+    """SIGKILL or SIGTERM of b2b-eval-lm while fairseq-eval-lm scores: the child ends with it;
+    after SIGTERM nothing is left, after SIGKILL the next run removes the temporary folder."""
+    import tempfile
+
+    from fairseq_b2b.eval import lm
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    text = _text(tmp_path, lines=3000)
+    proc, child = _start_eval_lm(small_gpt, bpe_corpus, text, tmpdir)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    deadline = time.time() + 10
+    while time.time() < deadline and _alive(child):
+        time.sleep(0.05)
+    assert not _alive(child), "fairseq-eval-lm outlived b2b-eval-lm"
+    left = os.listdir(tmpdir)
+    if sig == signal.SIGTERM:
+        assert proc.returncode != 0 and "interrupted by SIGTERM" in err.strip().splitlines()[-1]
+        assert left == []
+        return
+    assert [n for n in left if n.startswith("b2b-eval-lm-")]  # what a SIGKILL leaves
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
+    lm.run([*_lm_args(small_gpt, bpe_corpus), "--eval-file", str(_text(tmp_path, lines=5))])
+    assert os.listdir(tmpdir) == []
+
+
+def test_eval_lm_names_an_eval_file_that_is_not_text(small_gpt, bpe_corpus, tmp_path, capsys):
+    """Random bytes decode to mostly U+FFFD: refused with the rate, --force evaluates them with
+    a warning line.  A file mostly outside the dictionary (mostly <unk>) alike."""
+    from fairseq_b2b.eval import lm
+
+    noise = tmp_path / "noise.txt"
+    noise.write_bytes(bytes(range(128, 256)) * 40 + b"\n" + b"the end\n")
+    with pytest.raises(SystemExit) as e:
+        lm.run([*_lm_args(small_gpt, bpe_corpus), "--eval-file", str(noise)])
+    msg = _exit_message(e)
+    assert msg.startswith(f"b2b-eval-lm: error: eval file {noise}: ") and "are not UTF-8" in msg and "--force" in msg
+    assert "% of its characters" in msg
+    greek = tmp_path / "greek.txt"
+    greek.write_text("λόγος ψυχή θάλασσα ἀρετή φύσις\n" * 20, encoding="utf-8")
+    with pytest.raises(SystemExit) as e:
+        lm.run([*_lm_args(small_gpt, bpe_corpus), "--eval-file", str(greek)])
+    assert "of its tokens are <unk>" in _exit_message(e)
+    capsys.readouterr()
+    lm.run([*_lm_args(small_gpt, bpe_corpus), "--eval-file", str(noise), "--force"])
+    err = capsys.readouterr().err
+    assert f"b2b-eval-lm: warning: eval file {noise}: " in err and "are not UTF-8" in err

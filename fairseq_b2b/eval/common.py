@@ -120,8 +120,10 @@ def fairseq_preprocess(destdir, srcdict=None, workers: int = 1, **prefs) -> List
             cmd += [f"--{key}", str(prefs[key])]
     if srcdict:
         cmd += ["--srcdict", str(srcdict)]
+    from ..outputs import run_child
+
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = run_child(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if proc.returncode != 0:
         raise EvalError(f"fairseq-preprocess failed: {last_line(proc.stdout)}")
     log = Path(destdir) / "preprocess.log"

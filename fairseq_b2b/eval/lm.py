@@ -142,7 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes for tokenization/BPE/binarization (default: %(default)s)")
     p.add_argument("--workdir", default=None,
                    help="keep the BPE text and data-bin of each file here (default: a temporary folder, removed)")
-    p.add_argument("--output-json", default=None, help="write the results as JSON to this file (default: none)")
+    p.add_argument("--output-json", default=None, help="write the results as JSON to this file; checked before the "
+                                                     "evaluation, an existing file is refused unless --force "
+                                                     "(default: none)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --output-json file, and evaluate files that are mostly not UTF-8 or "
+                        "mostly <unk> (default: off: those are refused)")
     p.add_argument("--report-json", action="store_true", help="print the results as one JSON line at the end (default: off)")
     p.add_argument("--verbose", action="store_true", help="show the preprocessing and fairseq-eval-lm output (default: off)")
     return p
@@ -206,14 +211,22 @@ def eval_lm_args(data_bin, args, plan: Dict, summary: Dict) -> List[str]:
 def run_fairseq_eval_lm(argv: List[str], record_path: Path, verbose: bool) -> Dict:
     """fairseq-eval-lm in a subprocess, with the exact NLL record (see _fairseq_eval_lm)."""
     cmd = [sys.executable, "-m", "fairseq_b2b.eval._fairseq_eval_lm", str(record_path), *argv]
+    from ..outputs import run_child
+
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONWARNINGS="ignore")
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # the child dies with this process (SIGKILL included) and is killed when it is interrupted
+    proc = run_child(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if verbose:
         sys.stderr.write(proc.stdout)
     if proc.returncode != 0 or not record_path.exists():
         raise EvalError(f"fairseq-eval-lm failed: {last_line(proc.stdout)}")
     with open(record_path) as f:
         return json.load(f)
+
+
+def _exp(x: float) -> float:
+    """exp, inf where it overflows (a file of noise: a few huge "words" of many unlikely tokens)."""
+    return math.exp(x) if x < 709.0 else math.inf
 
 
 def evaluate_file(path: str, name: str, args, plan: Dict, summary: Dict, dictionary, workdir: Path) -> Dict:
@@ -226,6 +239,10 @@ def evaluate_file(path: str, name: str, args, plan: Dict, summary: Dict, diction
     whitespace_words = sum(len(line.split()) for line in lines)
     bpe, unk_words = prepare_lines(lines, args, here, dictionary.unk_word)
     units, unknown = count_unknowns(bpe, dictionary)  # the dictionary's own <unk> is a known unit
+    from ..data.garbage import check_unknown_rate
+
+    check_unknown_rate(sum(unknown.values()) / max(units, 1), f"eval file {path}", args.force, PROG,
+                       "pass text in the language and script of the training corpus (and its --codes)", EvalError)
     bpe_path = here / "test.bpe"
     with open(bpe_path, "w", encoding="utf-8") as f:
         f.write("".join(line + "\n" for line in bpe))
@@ -252,7 +269,7 @@ def evaluate_file(path: str, name: str, args, plan: Dict, summary: Dict, diction
         "unknown_types": len(unknown), "unknown_rate": sum(unknown.values()) / max(units, 1),
         "unknown_examples": dict(unknown.most_common(20)), "unknown_summary": unknown_summary(unknown),
         "nonfinite_tokens": record["nonfinite_tokens"], "nll_nats": nll,
-        "loss_base2_per_token": bits, "ppl_per_token": math.exp(nll / tokens), "ppl_per_word": math.exp(nll / words),
+        "loss_base2_per_token": bits, "ppl_per_token": _exp(nll / tokens), "ppl_per_word": _exp(nll / words),
         "nats_per_word": nll / words, "fairseq_loss_base2": record["fairseq_loss_base2"],
         "fairseq_perplexity": record["fairseq_perplexity"], "fairseq_agrees": agree,
         "data_bin": str(data_bin), "fairseq_preprocess": fmt_cmd(preprocess_cmd),
@@ -278,12 +295,22 @@ def evaluate(args) -> Dict:
         raise EvalError(f"--codes: {e}") from None
     for path in files:
         check_text_file(path, "eval file")
+    from ..data.garbage import check_decoding
+
+    check_decoding(files, "eval file", args.force, PROG, EvalError)
     if args.workers < 1:
         raise EvalError(f"--workers must be at least 1, got {args.workers}")
     plan = _scoring_plan(args, summary)
     results = []
     keep = args.workdir is not None
-    workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="b2b-eval-lm-"))
+    if keep:
+        workdir = Path(args.workdir)
+    else:  # b2b-eval-lm-<pid>-<hex>: the next run removes one whose process was killed
+        from ..outputs import clean_stale, temp_path
+
+        clean_stale(tempfile.gettempdir(), PROG, legacy=r"b2b-eval-lm-[a-z0-9_]{8}", hidden=False)
+        workdir = Path(temp_path(tempfile.gettempdir(), PROG, hidden=False))
+        workdir.mkdir(mode=0o700)
     try:
         for path, name in zip(files, names):
             row = evaluate_file(path, name, args, plan, summary, dictionary, workdir)
@@ -340,7 +367,14 @@ def run(argv: Optional[List[str]] = None) -> Dict:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s",
                         force=True)
+    from ..outputs import atomic_output, check_output, exit_on_signals
+
+    exit_on_signals(PROG)  # SIGTERM/SIGHUP: the fairseq child is killed, the temporary folder removed
     try:
+        if args.output_json:  # before an evaluation that may take hours
+            inputs = {"--path": args.path, "--codes": args.codes, "--data dict.txt": Path(args.data) / "dict.txt",
+                      **{f"--eval-file{'' if k == 0 else ' #' + str(k + 1)}": f for k, f in enumerate(args.eval_file)}}
+            check_output(args.output_json, "file", args.force, "--output-json", inputs=inputs)
         from ..data import vocab_check  # --codes and --data's dict.txt as a pair: a recorded mismatch is refused
 
         pair = vocab_check.check_eval_pair(Path(args.data) / "dict.txt", args.codes)
@@ -355,7 +389,11 @@ def run(argv: Optional[List[str]] = None) -> Dict:
         raise SystemExit(f"{PROG}: interrupted") from None
     print(format_report(report, show_commands=args.workdir is not None or args.verbose))
     if args.output_json:
-        atomic_write(args.output_json, json.dumps(report, indent=2) + "\n")
+        try:
+            with atomic_output(args.output_json, PROG, suffix=".json") as tmp:
+                Path(tmp).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise SystemExit(f"{PROG}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
     if args.report_json:
         print(json.dumps(report))
     return report
