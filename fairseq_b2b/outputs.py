@@ -37,6 +37,11 @@ def _same(a: str, b: str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
 def _existing_ancestor(path: str) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.lexists(folder):
@@ -70,9 +75,15 @@ def check_output(path, kind: str = "file", force: bool = False, what: str = "--o
     if not path:
         raise OutputError(f"{what} is empty: name the {'file' if kind == 'file' else 'folder'} to write")
     for option, source in (inputs or {}).items():
-        if source and os.path.exists(os.fspath(source)) and os.path.lexists(path) and _same(path, os.fspath(source)):
+        if not source or not os.path.exists(os.fspath(source)) or not os.path.lexists(path):
+            continue
+        source = os.fspath(source)
+        if _same(path, source):
             raise OutputError(f"{what} '{path}' is the {option} of this command: it would be overwritten; "
                               "choose another output path")
+        if os.path.isdir(path) and _inside(source, path):
+            raise OutputError(f"{what} '{path}' holds the {option} '{source}' of this command: replacing it would "
+                              "delete that; choose another output path")
     noun = "checkpoint file" if kind == "file" else "folder"
     if os.path.lexists(path):
         is_dir = os.path.isdir(path)
@@ -84,7 +95,8 @@ def check_output(path, kind: str = "file", force: bool = False, what: str = "--o
                               + (" (--force replaces a folder by a folder only)" if force else ""))
         empty_dir = kind == "dir" and not os.listdir(path)
         if not (empty_dir or force or (replaceable is not None and replaceable(path))):
-            raise OutputError(f"{what} '{path}' exists: choose another path or pass --force to replace it")
+            raise OutputError(f"{what} '{path}' exists{' and is not empty' if is_dir else ''}: choose another path "
+                              "or pass --force to replace it")
         folder = os.path.dirname(os.path.abspath(path))
     else:
         folder = _existing_ancestor(path)

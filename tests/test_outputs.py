@@ -252,3 +252,81 @@ def test_eval_lm_names_an_eval_file_that_is_not_text(small_gpt, bpe_corpus, tmp_
     lm.run([*_lm_args(small_gpt, bpe_corpus), "--eval-file", str(noise), "--force"])
     err = capsys.readouterr().err
     assert f"b2b-eval-lm: warning: eval file {noise}: " in err and "are not UTF-8" in err
+
+
+# ----------------------------------------------------------------------------- b2b-import-hf / b2b-export-hf
+
+@pytest.fixture(scope="module")
+def hf_bert(tmp_path_factory):
+    from fairseq_b2b.errors import B2BError
+    from fairseq_b2b.hf import common
+
+    try:
+        tr = common.require_transformers()
+    except B2BError as e:
+        pytest.skip(f"transformers is not usable here: {e}")
+    from test_hf import _make_bert_mlm
+
+    src = tmp_path_factory.mktemp("hf") / "bert"
+    _make_bert_mlm(tr, str(src))
+    return src
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_import_hf_refuses_existing_and_unwritable_outputs_and_cleans_killed_runs(hf_bert, tmp_path):
+    from fairseq_b2b.hf.import_hf import main
+
+    out = tmp_path / "fs" / "bert.pt"
+    out.parent.mkdir()
+    out.write_bytes(b"the user's checkpoint")
+    cases = [([str(out)], "exists: choose another path or pass --force"),
+             (["/proc/x.pt"], "cannot write in '/proc'"),
+             ([str(tmp_path / "fs")], "is a folder"),
+             ([str(tmp_path / "fs"), "--force"], "is a folder")]
+    for extra, needle in cases:
+        with pytest.raises(SystemExit) as e:
+            main([str(hf_bert), "--family", "bert", "--output", *extra])
+        msg = _exit_message(e)
+        assert msg.startswith("b2b-import-hf: error: --output") and needle in msg, msg
+    assert out.read_bytes() == b"the user's checkpoint"
+    # what a SIGKILLed import leaves (its staging folder), this version's and an older one's
+    killed = tmp_path / "fs" / f".b2b-import-hf-{_dead_pid()}-0123456789abcdef"
+    (killed / "x").mkdir(parents=True)
+    older = tmp_path / "fs" / ".b2b-import-hf-ab_cd123"
+    older.mkdir()
+    os.utime(older, (time.time() - 3600, time.time() - 3600))
+    main([str(hf_bert), "--family", "bert", "--output", str(out), "--force"])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["bert.pt", "dict.txt"]
+    assert "model" in torch.load(out, weights_only=False)
+
+
+def test_export_hf_force_replaces_a_folder_by_a_folder_only(hf_bert, tmp_path):
+    from fairseq_b2b.hf.export_hf import main as export_main
+    from fairseq_b2b.hf.import_hf import main as import_main
+
+    ckpt = tmp_path / "fs" / "bert.pt"
+    import_main([str(hf_bert), "--family", "bert", "--output", str(ckpt)])
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    cases = [([str(afile), "--force"], "is a file, not a folder"),
+             ([str(afile)], "is a file, not a folder"),
+             (["/proc/x"], "cannot write in '/proc'"),
+             ([str(ckpt)], "is the CKPT of this command"),
+             ([str(tmp_path / "fs"), "--force"], "holds the CKPT")]
+    for extra, needle in cases:
+        with pytest.raises(SystemExit) as e:
+            export_main([str(ckpt), "--output", *extra])
+        msg = _exit_message(e)
+        assert msg.startswith("b2b-export-hf: error: --output") and needle in msg, msg
+    assert afile.read_text() == "keep me" and ckpt.is_file()
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    export_main([str(ckpt), "--output", str(out), "--force"])
+    assert (out / "config.json").is_file() and not (out / "old.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

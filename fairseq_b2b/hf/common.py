@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -340,9 +341,15 @@ def staging_dir(final_parent: str, prefix: str):
     """A temporary directory beside the outputs (same filesystem, so renames are atomic);
     always removed, and a parent directory created here is removed again if the command
     fails, so a failure leaves nothing behind."""
+    from ..outputs import clean_stale, temp_path
+
     created = not os.path.isdir(final_parent)
     os.makedirs(final_parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=prefix, dir=final_parent)
+    # .b2b-import-hf-<pid>-<hex>: the next run removes one whose process was killed; the names of
+    # earlier versions (mkdtemp's 8 characters) once they are untouched for a while
+    clean_stale(final_parent, legacy=re.escape(prefix) + r"[a-z0-9_]{8}")
+    tmp = temp_path(final_parent, prefix.strip(".").rstrip("-"))
+    os.mkdir(tmp, 0o700)
     ok = False
     try:
         yield tmp

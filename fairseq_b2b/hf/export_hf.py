@@ -363,8 +363,11 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
     from ..growth.layout import detect_family
     from ..growth_hook import checkpoint_model_args, load_checkpoint, model_shape
 
-    if os.path.exists(output) and not (os.path.isdir(output) and not os.listdir(output)) and not force:
-        raise B2BError(f"--output '{output}' exists and is not empty: choose a new directory or pass --force")
+    from ..outputs import check_output
+
+    # a new or empty folder, or a folder replaced by --force (never a file, never one holding the input)
+    check_output(output, "dir", force, "--output", inputs={"CKPT": ckpt, "--dict": dict_path, "--codes": codes,
+                                                           "--tokenizer-from": tokenizer_from})
     with quiet_fairseq():
         state = load_checkpoint(ckpt)
     sd = state["model"]
@@ -497,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codes", default=None, metavar="PATH",
                    help="fastBPE codes of a fairseq-dictionary model, exported as an HF XLMTokenizer (default: the "
                         "bpe.codes beside the dictionary's data-bin, b2b-preprocess's layout)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --output directory (default: off)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --output directory by the export (default: "
+                                                       "off; never a file, never a directory holding CKPT)")
     return p
 
 

@@ -327,8 +327,10 @@ def import_hf(src: str, family: str, output: str, force: bool = False, seed: int
     fam = FAMILIES[family]
     if not os.path.isdir(src):
         raise B2BError(f"'{src}' is not a directory: pass a HuggingFace model directory (config.json, weights, vocabulary)")
-    if os.path.isdir(output):
-        raise B2BError(f"--output '{output}' is a directory: pass the path of the checkpoint file to write (e.g. {output}/model.pt)")
+    from ..outputs import check_output
+
+    # before anything is read: the output's kind, an existing file (--force), a folder that cannot be written
+    check_output(output, "file", force, "--output", inputs={"SRC_DIR": src})
     config = read_config(src)
     check_model_type(config, fam, src)
     args, shape = arch_args(config, fam, src)
@@ -424,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "pytorch_model.bin, vocab.txt (BERT) or vocab.json + merges.txt (GPT-2)")
     p.add_argument("--family", required=True, choices=sorted(FAMILIES), help="model family of SRC_DIR")
     p.add_argument("--output", required=True, metavar="CKPT", help="fairseq checkpoint to write; dict.txt goes next to it")
-    p.add_argument("--force", action="store_true", help="replace an existing dict.txt with other symbols next to CKPT (default: off)")
+    p.add_argument("--force", action="store_true", help="replace an existing CKPT file, and an existing dict.txt with other "
+                                                       "symbols next to it (default: off: both are refused)")
     p.add_argument("--seed", type=int, default=1, help="seed of the initialisation of parts HF does not have (MLM head; default: %(default)s)")
     return p
 
