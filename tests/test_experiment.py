@@ -205,18 +205,18 @@ def test_cpu_full_grows_bert_in_width_at_1_5x_with_every_method_and_a_depth_only
     for label in ("DirectCopy", "StackBERT", "MSLT", "share-then-unshare"):
         assert seeds[label] == [1], label
     depth = [r for r in runs if r.group == "shape:depth-only"]
-    assert {r.label for r in depth} == {"source", "scratch", "AKI", "bert2BERT"}
-    for r in depth:
-        if r.label != "source":  # the depth-only targets grow from the depth-only source, same width
-            assert _opt(r.argv, "--encoder-layers") == "4" and _opt(r.argv, "--encoder-embed-dim") == "128"
+    assert {r.label for r in depth} == {"scratch", "AKI", "bert2BERT"}  # its source is the main one, trained once
+    for r in depth:  # the depth-only targets: twice as deep as the source, same width
+        assert _opt(r.argv, "--encoder-layers") == "4" and _opt(r.argv, "--encoder-embed-dim") == "128"
         if r.label in ("AKI", "bert2BERT"):
-            assert _opt(r.argv, "--init-from-small") == "runs/bert_depth_only_source/checkpoint_last.pt"
+            assert _opt(r.argv, "--init-from-small") == "runs/bert_source/checkpoint_last.pt"
+    assert [r.name for r in runs].count("bert_source") == 1
     # each family's own block size: BERT 32 tokens, GPT 64
     assert {_opt(r.argv, "--tokens-per-sample") for r in runs if r.family == "bert"} == {"32"}
     assert {_opt(r.argv, "--tokens-per-sample") for r in runs if r.family == "gpt"} == {"64"}
     groups = {(g["family"], g["name"]): g for g in ex.manifest(preset, runs, "data-bin")["groups"]}
     depth_group = groups[("bert", "shape:depth-only")]
-    assert depth_group["source_run"] == "runs/bert_depth_only_source"
+    assert depth_group["source_run"] == "runs/bert_source"
     assert set(depth_group["runs"]) == {"scratch", "AKI", "bert2BERT"}
     assert depth_group["title"] == "BERT: S(L=2, D=128, FFN=512, heads=4) -> T(L=4, D=128, FFN=512, heads=4) (cpu-full preset, depth-only)"
     # Figure 2 in miniature: the trained source beside trained targets, not only grown ones
