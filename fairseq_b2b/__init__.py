@@ -32,6 +32,7 @@ torch.serialization.add_safe_globals([argparse.Namespace, *_numpy_scalar_types()
 
 from . import models  # noqa: E402,F401
 from . import tasks  # noqa: E402,F401
+from . import criterions  # noqa: E402,F401
 from .log_file import one_file_handler_per_log_file  # noqa: E402
 
 one_file_handler_per_log_file()  # fairseq writes --log-file lines once more per epoch otherwise
