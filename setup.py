@@ -33,6 +33,7 @@ setup(
             "b2b-experiment = fairseq_b2b.cli.experiment:main",
             "b2b-eval-lm = fairseq_b2b.eval.lm:main",
             "b2b-glue = fairseq_b2b.eval.glue:main",
+            "b2b-squad = fairseq_b2b.cli.squad:main",
             "b2b-import-hf = fairseq_b2b.hf.import_hf:main",
             "b2b-export-hf = fairseq_b2b.hf.export_hf:main",
         ],

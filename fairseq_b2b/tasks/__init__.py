@@ -1,6 +1,6 @@
 """fairseq tasks of fairseq-b2b: two-stage pre-training (bert2BERT, Algorithm 2) and the baselines'
 training schedules (StackBERT, MSLT, share-then-unshare)."""
-from . import b2b_language_modeling, b2b_masked_lm  # noqa: F401  (registers the tasks)
+from . import b2b_language_modeling, b2b_masked_lm, squad  # noqa: F401  (registers the tasks)
 from .schedules import (MSLTSchedule, ShareThenUnshareSchedule, StackingSchedule, TrainingSchedule,  # noqa: F401
                         TwoStageSchedule)
 from .two_stage import Submodel, SubmodelSampler, TwoStageMixin, partition_parameters, submodels  # noqa: F401
