@@ -204,7 +204,11 @@ def maybe_grow(model, family: str, args, task, inherit_eps: bool = False) -> Non
     resume = resume_checkpoint(args)
     if resume is not None:
         logger.info(f"--init-from-small: {resume} will be restored, growth from {path} skipped")
-        restored = checkpoint_model_args(load_checkpoint(resume))
+        try:
+            restored = checkpoint_model_args(load_checkpoint(resume, what="the checkpoint to resume"))
+        except GrowthError as e:  # truncated by a killed save, or not a checkpoint
+            raise SystemExit(f"fairseq-b2b: error: {e}; move it away to grow from --init-from-small again, or pass "
+                             "--restore-file with an intact checkpoint") from None
         eps = _get(restored, "layernorm_eps", None)
         if inherit_eps and eps:  # the grown run's LayerNorm eps came from its source: keep it on resume
             args.layernorm_eps = float(eps)  # finish_build sets it on the model

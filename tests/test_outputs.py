@@ -330,3 +330,74 @@ def test_export_hf_force_replaces_a_folder_by_a_folder_only(hf_bert, tmp_path):
     export_main([str(ckpt), "--output", str(out), "--force"])
     assert (out / "config.json").is_file() and not (out / "old.txt").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# ----------------------------------------------------------------------------- b2b-train
+
+def _train_argv(data, save, *extra):
+    return [str(data), "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_wide", "--batch-size", "8",
+            "--optimizer", "adam", "--lr", "1e-4", "--cpu", "--tokens-per-sample", "64", "--save-dir", str(save), *extra]
+
+
+def test_train_on_a_missing_data_dir_is_one_line(tmp_path):
+    from fairseq_b2b.cli.train import main
+
+    with pytest.raises(SystemExit) as e:
+        main(_train_argv(tmp_path / "nope", tmp_path / "runs" / "x"))
+    assert _exit_message(e) == (f"b2b-train: error: the data directory '{tmp_path / 'nope'}' does not exist: pass the "
+                                "data-bin folder made by b2b-preprocess (or fairseq-preprocess)")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ([], "add --submodel-layers 1 (at most 2), or --submodel-epochs 0"),
+    (["--submodel-layers", "1", "--max-epoch", "5"], "add --max-epoch 6 or more, or --submodel-epochs 4"),
+    (["--submodel-layers", "1", "--max-epoch", "3", "--submodel-epochs", "3"], "add --max-epoch 4 or more"),
+])
+def test_train_two_stage_defaults_name_the_option_to_add_before_fairseq_starts(small_bert, data_bin, tmp_path,
+                                                                              extra, needle):
+    """The README's --init-from-small command on a 2-layer target: the paper's lb=3, Eb=5 need a
+    deeper and longer run; the one line says what to add, and comes first (no config dump, no
+    hydra warnings), and no --save-dir is left."""
+    save = tmp_path / "runs" / "big"
+    proc = run_cli("b2b-train", *_train_argv(data_bin, save, "--init-from-small", small_bert, *extra), check=False)
+    assert needle in _one_line(proc, "b2b-train")
+    assert len((proc.stdout + proc.stderr).strip().splitlines()) == 1, proc.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_growth_method_typo_is_one_line_without_usage(data_bin, tmp_path):
+    proc = run_cli("b2b-train", *_train_argv(data_bin, tmp_path / "x", "--growth-method", "foo"), check=False)
+    assert "invalid choice: 'foo'" in _one_line(proc, "b2b-train")
+    assert len((proc.stdout + proc.stderr).strip().splitlines()) == 1, proc.stderr[-3000:]
+
+
+def test_train_resuming_a_truncated_checkpoint_with_init_from_small_is_one_line(small_bert, data_bin, tmp_path):
+    """checkpoint_last.pt cut short by a killed save (found before fairseq starts), or not a
+    checkpoint at all (found by the growth hook: a line, not the traceback of growth_hook.py)."""
+    save = tmp_path / "run"
+    save.mkdir()
+    argv = _train_argv(data_bin, save, "--init-from-small", small_bert, "--submodel-layers", "1", "--max-epoch", "6")
+    Path(save / "checkpoint_last.pt").write_bytes(Path(small_bert).read_bytes()[:5000])
+    proc = run_cli("b2b-train", *argv, check=False)
+    assert "the checkpoint to resume" in _one_line(proc, "b2b-train") and "truncated" in proc.stderr
+    Path(save / "checkpoint_last.pt").write_bytes(b"not a checkpoint " * 100)
+    proc = run_cli("b2b-train", *argv, check=False)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and last.startswith("fairseq-b2b: error: checkpoint") and "cannot be read" in last
+    assert sorted(p.name for p in save.iterdir()) == ["checkpoint_last.pt"]
+
+
+def test_train_refused_inside_fairseq_leaves_no_save_dir(data_bin, tmp_path):
+    """A refusal that only the model build can see (a source of the other family) comes after
+    fairseq made --save-dir and --log-file: both go again."""
+    gpt_like = tmp_path / "src" / "gpt.pt"
+    gpt_like.parent.mkdir()
+    gpt_like.write_bytes(b"PK\x03\x04 not a checkpoint")
+    save = tmp_path / "runs" / "x"
+    proc = run_cli("b2b-train", *_train_argv(data_bin, save, "--init-from-small", gpt_like, "--submodel-epochs", "0",
+                                             "--log-file", save / "train.log"), check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and "error" in last and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

@@ -50,17 +50,24 @@ def parse(argv: list, parse_known: bool = False):
     quiet.setLevel(logging.WARNING)
     try:
         parser = options.get_training_parser()
+        parser.error = _one_line_error  # argparse's errors as one line, not 100 lines of usage first
         args = options.parse_args_and_arch(parser, input_args=with_user_dir(argv), parse_known=parse_known)
     finally:
         quiet.setLevel(level)
     return (args[0] if parse_known else args), parser
 
 
+def _one_line_error(message: str):
+    raise SystemExit(f"{PROG}: error: {message} ({PROG} --help lists the options)")
+
+
 def check_args(args, need_optimizer: bool = True) -> None:
-    """One-line errors for what fairseq-train only reports deep inside (a traceback)."""
+    """One-line errors for what fairseq-train only reports deep inside (a traceback), or only
+    after its configuration dump (the two-stage defaults on a shallow or short run)."""
     from fairseq.models import ARCH_MODEL_REGISTRY
 
     from ..errors import B2BError
+
 
     family = getattr(ARCH_MODEL_REGISTRY.get(args.arch), "family", None)
     wanted = TASK_FAMILIES.get(getattr(args, "task", None))
@@ -71,6 +78,77 @@ def check_args(args, need_optimizer: bool = True) -> None:
         raise B2BError("no batch size: pass --batch-size N (sequences) or --max-tokens N")
     if need_optimizer and getattr(args, "optimizer", None) is None:
         raise B2BError("no optimizer: pass e.g. --optimizer adam --lr 1e-4")
+    check_growth_defaults(args)
+
+
+def _check_readable(path: str) -> None:
+    """A torch zip checkpoint cut short (a killed save, a full disk) has no central directory:
+    found from its last bytes, without reading the weights."""
+    import zipfile
+
+    from ..errors import B2BError
+
+    try:
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"
+        if zipped:
+            zipfile.ZipFile(path).close()
+    except (OSError, zipfile.BadZipFile) as e:
+        raise B2BError(f"the checkpoint to resume '{path}' cannot be read ({type(e).__name__}: {e}): it is truncated "
+                       "or corrupt; move it away to grow from --init-from-small again, or pass --restore-file with "
+                       "an intact checkpoint") from None
+
+
+def check_paths(args) -> None:
+    """The input paths fairseq would only trip over after its configuration dump (a traceback
+    for a data directory that does not exist)."""
+    from ..errors import B2BError
+
+    data = str(getattr(args, "data", "") or "")
+    first = data.split(os.pathsep)[0] if data else ""
+    if first and not os.path.isdir(first):
+        raise B2BError(f"the data directory '{first}' {'is a file' if os.path.exists(first) else 'does not exist'}: "
+                       "pass the data-bin folder made by b2b-preprocess (or fairseq-preprocess)")
+    source = getattr(args, "init_from_small", None)
+    if source and not os.path.exists(source):
+        raise B2BError(f"--init-from-small '{source}' does not exist: pass the path of the small fairseq checkpoint")
+    if source and os.path.isdir(source):
+        raise B2BError(f"--init-from-small '{source}' is a directory, not a checkpoint: pass a checkpoint file in it")
+
+
+def check_growth_defaults(args) -> None:
+    """``--init-from-small`` with the b2b tasks runs the paper's two-stage training by default
+    (Eb = 5 stage-1 epochs of lb = 3-layer sub-models): a shallower target or a run of at most
+    Eb epochs needs an option more, named here before fairseq starts."""
+    from ..errors import B2BError
+    from ..growth_hook import resume_checkpoint
+
+    source = getattr(args, "init_from_small", None)
+    if not source or getattr(args, "task", None) not in ("b2b_masked_lm", "b2b_language_modeling"):
+        return
+    resume = resume_checkpoint(args)
+    if resume is not None:  # a resumed run keeps what it recorded; a truncated one is named now
+        _check_readable(resume)
+        return
+    schedules = (getattr(args, "stacking_schedule", None) is not None or int(getattr(args, "mslt_layers", 0) or 0)
+                 or getattr(args, "share_layers_until", None) is not None)
+    eb = getattr(args, "submodel_epochs", None)
+    eb = (0 if schedules else 5) if eb is None else int(eb)
+    if eb <= 0:
+        return
+    side = "encoder" if args.task == "b2b_masked_lm" else "decoder"
+    depth = int(getattr(args, f"{side}_layers", 0) or 0)
+    lb = int(getattr(args, "submodel_layers", 3) or 3)
+    defaults = (f"two-stage training (--submodel-epochs {eb} stage-1 epochs of --submodel-layers {lb}-layer "
+                "sub-models; the paper's defaults are 5 and 3)")
+    if depth and lb > depth:
+        raise B2BError(f"--arch {args.arch} has {depth} layer{'s' if depth > 1 else ''}, fewer than --submodel-layers "
+                       f"{lb} of {defaults}: add --submodel-layers {max(1, depth // 2)} (at most {depth}), or "
+                       "--submodel-epochs 0 for plain training")
+    max_epoch = int(getattr(args, "max_epoch", 0) or 0)
+    if 0 < max_epoch <= eb:
+        raise B2BError(f"--max-epoch {max_epoch} leaves no full-model epoch after {defaults}: add --max-epoch "
+                       f"{eb + 1} or more, or --submodel-epochs {max_epoch - 1 if max_epoch > 1 else 0}")
 
 
 def absolute_paths(argv: list, args) -> list:
@@ -94,6 +172,37 @@ def absolute_paths(argv: list, args) -> list:
         out.append(a)
         k += 1
     return out
+
+
+def _missing_parents(folder: str) -> list:
+    """``folder`` and its ancestors that do not exist yet, outermost first."""
+    missing = []
+    while folder and not os.path.exists(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return missing[::-1]
+
+
+def _has_checkpoints(save_dir) -> bool:
+    try:
+        return any(name.endswith(".pt") for name in os.listdir(save_dir))
+    except (OSError, TypeError):
+        return False
+
+
+def quiet_hydra() -> None:
+    """fairseq's hydra compose prints ~25 lines of deprecation warnings and hydra DEBUG records
+    before every run (and before every refusal): they say nothing about the run, so they go."""
+    import logging
+    import warnings
+
+    for pattern in (r"(?s).*hydra", r"(?s).*version_base", r"(?s).*ConfigStore schema",
+                    r"(?s).*deprecated keyword in package header", r"(?s).*strict flag"):
+        warnings.filterwarnings("ignore", message=pattern, category=UserWarning)
+    logging.getLogger("hydra").setLevel(logging.WARNING)
 
 
 def make_log_dir(args) -> None:
@@ -186,12 +295,29 @@ def main(argv=None) -> None:
             return
         args, _ = parse(argv)
         check_args(args)
+        check_paths(args)
     except B2BError as e:
         raise SystemExit(f"{PROG}: error: {e}") from None
     argv = absolute_paths(argv, args)
+    from ..outputs import remove_created
+
+    created = []  # the folders this run makes: removed again (if empty) when it is refused
+    log_file = getattr(args, "log_file", None)
+    for folder in (getattr(args, "save_dir", None), os.path.dirname(os.path.abspath(log_file)) if log_file else None):
+        created += [f for f in _missing_parents(os.path.abspath(folder)) if f not in created] if folder else []
+    new_log = bool(log_file) and not os.path.exists(log_file)
     make_log_dir(args)
     sys.argv = [PROG] + with_user_dir(argv)
-    train.cli_main()
+    quiet_hydra()
+    try:
+        train.cli_main()
+    except BaseException as e:
+        if not (isinstance(e, SystemExit) and e.code in (None, 0)):
+            refused = isinstance(e, SystemExit) and not _has_checkpoints(getattr(args, "save_dir", None))
+            if refused and new_log and os.path.isfile(log_file):
+                os.remove(log_file)  # the log a refused run started (its error is on the console)
+            remove_created(sorted(created, key=len))  # the deepest first
+        raise
 
 
 if __name__ == "__main__":
