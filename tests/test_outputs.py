@@ -401,3 +401,37 @@ def test_train_refused_inside_fairseq_leaves_no_save_dir(data_bin, tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and "error" in last and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_readme_init_from_small_two_layer_command_runs_as_written(small_bert, data_bin, tmp_path):
+    import re
+    import shlex
+
+    section = Path(__file__).resolve().parents[1].joinpath("README.md").read_text().split(
+        "### Grow when training starts")[1].split("\n### ")[0]
+    block = [b for b in re.findall(r"```bash\n(.*?)```", section, re.S) if "b2b_bert_tiny_wide" in b][0]
+    argv = shlex.split(block.replace("\\\n", " "))
+    assert argv[0] == "b2b-train" and "--submodel-layers" in argv and "--max-epoch" in argv
+    argv = [str(data_bin) if a == "DATA" else str(small_bert) if a == "small/checkpoint_best.pt" else
+            str(tmp_path / "big") if a == "big" else a for a in argv[1:]]
+    run_cli("b2b-train", *argv, "--cpu", "--tokens-per-sample", "64", "--max-update", "12")  # capped for the test
+    assert (tmp_path / "big" / "checkpoint_last.pt").is_file()
+
+
+# ----------------------------------------------------------------------------- b2b-experiment
+
+def test_experiment_refusals_are_one_line_and_leave_no_folder(tmp_path):
+    from fairseq_b2b.cli.experiment import main
+
+    (tmp_path / "afile").write_text("x")
+    cases = [(["--output", str(tmp_path / "afile")], "is a file, not a folder"),
+             (["--output", str(tmp_path / "afile"), "--dry-run"], "is a file, not a folder"),
+             (["--output", "/proc/x"], "cannot write in '/proc'"),
+             (["--output", str(tmp_path / "a" / "b"), "--data", str(tmp_path / "nope")], "has no dict.txt"),
+             (["--output", str(tmp_path / "c"), "--only", "nope"], "--only nope: no such run")]
+    for argv, needle in cases:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        msg = _exit_message(e)
+        assert msg.startswith("b2b-experiment: error: ") and needle in msg, msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

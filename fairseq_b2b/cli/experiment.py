@@ -49,18 +49,38 @@ def main(argv=None) -> None:
         raise SystemExit("b2b-experiment: error: the paper preset needs --data DATA_BIN (Wikipedia + BookCorpus, "
                          "see preprocess/prepare_wikibooks.sh)")
     only = [o.strip() for o in args.only.split(",") if o.strip()] if args.only else None
-    root = os.path.abspath(args.output)
+    from ..outputs import OutputError, check_output, remove_created
+    from .train import _missing_parents
+
+    try:  # before any data is prepared: the output folder (reused when it exists) and the arguments
+        root = check_output(args.output, "dir", what="--output", replaceable=lambda path: True)
+        if args.data and not os.path.isfile(os.path.join(args.data, "dict.txt")):
+            raise ExperimentError(f"--data {args.data} has no dict.txt: pass a fairseq data-bin (b2b-preprocess corpus "
+                                  "... makes one)")
+        if only:
+            from ..experiment import plan, select
+
+            select(plan(preset, families, None, 1, passthrough), only)
+    except (OutputError, ExperimentError) as e:
+        raise SystemExit(f"b2b-experiment: error: {e}") from None
+    created = _missing_parents(root)  # removed again (when empty) if the run is refused
+    ok = False
     try:
         if args.dry_run:
             os.makedirs(root, exist_ok=True)
             for line in dry_run_commands(preset, root, families, args.data, only, passthrough):
                 print(line)
+            ok = True
             return
         if preset.cpu:
             os.environ["OMP_NUM_THREADS"] = "1"
         run_experiment(preset, root, args.data, families, only, args.jobs, passthrough)
+        ok = True
     except ExperimentError as e:
         raise SystemExit(f"b2b-experiment: error: {e}") from None
+    finally:
+        if not ok:
+            remove_created(created)
 
 
 if __name__ == "__main__":
