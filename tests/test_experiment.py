@@ -248,7 +248,7 @@ def test_cpu_preset_grows_bert_in_width_off_the_plateau_recipe():
     assert _width(preset.bert_target) == 1.5 * _width(preset.bert_source)
     runs = ex.plan(preset, ("bert", "gpt"), {"bert": 300, "gpt": 150})
     bert = [r for r in runs if r.family == "bert"]
-    assert {r.label for r in bert} == {"source", "scratch", "DirectCopy", "FPI", "AKI", "bert2BERT"}
+    assert {r.label for r in bert} == {"source", "scratch", "FPI", "AKI", "bert2BERT"}
     assert {_opt(r.argv, "--tokens-per-sample") for r in bert} == {"32"}
     b2b = next(r for r in bert if r.label == "bert2BERT")
     assert _opt(b2b.argv, "--submodel-layers") == "1"  # lb=1: sub-models of 1 and 2 layers of the 2-layer T
