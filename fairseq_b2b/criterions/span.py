@@ -3,7 +3,6 @@ span (SQuAD), as BERT fine-tunes: per window ``(CE(start) + CE(end)) / 2`` over 
 non-padding positions; a window without the answer has both targets at ``<s>`` (position 0).
 ``loss`` is summed over the batch with ``sample_size`` = windows, so fairseq's reported loss is
 the mean (in base 2, like every fairseq loss)."""
-from __future__ import annotations
 
 import math
 from dataclasses import dataclass

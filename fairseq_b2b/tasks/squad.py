@@ -7,7 +7,6 @@ is loaded (:mod:`fairseq_b2b.eval.squad_data`); unmappable answers are counted a
 The model gets a span head (:mod:`fairseq_b2b.models.span_head`); train with
 ``--criterion b2b_span``.
 """
-from __future__ import annotations
 
 import logging
 import os
