@@ -55,7 +55,7 @@ LAUNCH_ENV = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
 # redirections included, is real).  mkdir is real: a missing `mkdir -p` must fail the test.
 PLAIN_TOOLS = ("pip", "bash", "python", "git", "unzip", "cp", "tail", "head", "cat", "wc", "grep", "ls", "sed", "torchrun", "srun")
 REAL_TOOLS = ("mkdir",)
-OUR_COMMANDS = ("b2b-train", "b2b-grow", "b2b-preprocess", "b2b-glue", "b2b-eval-lm", "b2b-import-hf", "b2b-export-hf",
+OUR_COMMANDS = ("b2b-train", "b2b-grow", "b2b-preprocess", "b2b-glue", "b2b-squad", "b2b-eval-lm", "b2b-import-hf", "b2b-export-hf",
                 "b2b-report", "b2b-experiment", "b2b-user-dir", "fairseq-train", "fairseq-preprocess",
                 "fairseq-eval-lm")
 ELLIPSIS = "..."  # "and your other options": dropped before parsing
@@ -224,6 +224,7 @@ def check_command(argv: list) -> str | None:
     if name == "b2b-user-dir":
         return None if not args else f"b2b-user-dir takes no arguments, got {args}"
     module = {"b2b-preprocess": "fairseq_b2b.data.pipeline", "b2b-glue": "fairseq_b2b.eval.glue",
+              "b2b-squad": "fairseq_b2b.cli.squad",
               "b2b-eval-lm": "fairseq_b2b.eval.lm", "b2b-import-hf": "fairseq_b2b.hf.import_hf",
               "b2b-export-hf": "fairseq_b2b.hf.export_hf", "b2b-report": "fairseq_b2b.cli.report",
               "b2b-experiment": "fairseq_b2b.cli.experiment"}.get(name)
