@@ -435,3 +435,46 @@ def test_experiment_refusals_are_one_line_and_leave_no_folder(tmp_path):
         msg = _exit_message(e)
         assert msg.startswith("b2b-experiment: error: ") and needle in msg, msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+# ----------------------------------------------------------------------------- b2b-report
+
+def test_report_checks_its_outputs_first_and_never_replaces_a_foreign_results_json(tmp_path, capsys):
+    from test_report import write_log
+
+    from fairseq_b2b.cli import report as report_cli
+
+    write_log(tmp_path / "scratch" / "train.log", [(2e12, 6.0)], [(0, 0, 10.0), (10, 2e12, 6.0)])
+    write_log(tmp_path / "fast" / "train.log", [(1e12, 6.0)], [(0, 0, 8.0), (10, 1e12, 5.0)])
+    logs = [str(tmp_path / n / "train.log") for n in ("scratch", "fast")]
+    (tmp_path / "afile").write_text("x")
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "results.json").write_text("my own notes")
+    cases = [(["--output", "/proc/x"], "--output '/proc/x': cannot write in '/proc'"),
+             (["--output", str(tmp_path / "afile")], "is a file, not a folder"),
+             (["--output", str(foreign)], "exists: choose another path or pass --force")]
+    for extra, needle in cases:
+        with pytest.raises(SystemExit) as e:
+            report_cli.main(logs + ["--no-plots", *extra])
+        msg = _exit_message(e)
+        assert msg.startswith("b2b-report: error: ") and needle in msg, msg
+    assert (foreign / "results.json").read_text() == "my own notes"
+    # its own results.json is regenerated; a foreign one is replaced with --force only
+    report_cli.main(logs + ["--no-plots", "--output", str(tmp_path / "out")])
+    report_cli.main(logs + ["--no-plots", "--output", str(tmp_path / "out")])
+    report_cli.main(logs + ["--no-plots", "--output", str(foreign), "--force"])
+    assert "partial" in (foreign / "results.json").read_text()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.json"]
+
+
+def test_report_names_a_log_without_fairseq_records(tmp_path):
+    from fairseq_b2b.cli import report as report_cli
+
+    (tmp_path / "scratch").mkdir()
+    noise = tmp_path / "scratch" / "train.log"
+    noise.write_bytes(b"random \x00\xff bytes\n")
+    with pytest.raises(SystemExit) as e:
+        report_cli.main([str(noise), "--no-plots", "--output", str(tmp_path / "out")])
+    assert f"log file '{noise}' has no fairseq json records" in _exit_message(e)
+    assert not (tmp_path / "out").exists()

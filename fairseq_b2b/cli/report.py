@@ -30,6 +30,9 @@ def build_parser():
                         "better than the source (default: not checked)")
     p.add_argument("--output", default=None, help="where results.json and plots go (default: DIR or .)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (default: plots are written)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a results.json that b2b-report did not write (default: off; its own earlier "
+                        "results.json is always regenerated)")
     return p
 
 
@@ -246,9 +249,38 @@ def report_logs(paths: list, scratch: str, source_flops: float, out_dir: str, pl
             "unfinished_scratch": result["unfinished_scratch"]}
 
 
+def _own_results(path: str) -> bool:
+    """Whether ``path`` is a results.json an earlier b2b-report wrote (regenerated without --force)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "partial" in data and "unfinished" in data
+
+
+def check_outputs(args) -> None:
+    """The output folder and its results.json, before any log is read: one line for a folder
+    that cannot be written, a file where the folder goes, a results.json b2b-report did not
+    write (without --force), or one that is an input."""
+    from ..outputs import check_output
+
+    experiment = len(args.paths) == 1 and os.path.isdir(args.paths[0])
+    out_dir = args.output or (args.paths[0] if experiment else ".")
+    check_output(out_dir, "dir", what="--output" if args.output else "the output folder", replaceable=lambda p: True)
+    check_output(os.path.join(out_dir, "results.json"), "file", args.force, "results.json",
+                 inputs={f"log {p}": p for p in args.paths if os.path.isfile(p)}, replaceable=_own_results)
+
+
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", force=True)
+    from ..outputs import OutputError, atomic_output
+
+    try:
+        check_outputs(args)
+    except OutputError as e:
+        sys.exit(f"b2b-report: error: {e}")
     out_dir = args.output
     created = out_dir is not None and not os.path.exists(out_dir)
     try:
@@ -272,9 +304,9 @@ def main(argv=None) -> None:
         sys.exit(f"b2b-report: error: {e}")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "results.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(path + ".tmp", path)
+    with atomic_output(path, "b2b-report", suffix=".json") as tmp:
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=1)
     print(f"\nwrote {path}")
 
 
