@@ -478,3 +478,66 @@ def test_report_names_a_log_without_fairseq_records(tmp_path):
         report_cli.main([str(noise), "--no-plots", "--output", str(tmp_path / "out")])
     assert f"log file '{noise}' has no fairseq json records" in _exit_message(e)
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- b2b-preprocess
+
+def test_preprocess_names_garbage_input(tmp_path, capsys):
+    """Random bytes as a corpus (their dictionary's top entry was U+FFFD) and a one-line train
+    corpus that leaves the valid split mostly <unk>: refused with the rate, --force goes on
+    with a warning line."""
+    import random
+
+    from fairseq_b2b.data.pipeline import main
+
+    rng = random.Random(0)
+    noise = tmp_path / "noise.txt"
+    noise.write_bytes(bytes(rng.randrange(256) for _ in range(20000)))
+    valid = tmp_path / "valid.txt"
+    valid.write_text("To be, or not to be: that is the question.\nWhether 'tis nobler in the mind to suffer\n" * 30)
+    with pytest.raises(SystemExit) as e:
+        main(["corpus", "--train", str(noise), "--valid", str(valid), "--output", str(tmp_path / "o1"), "--workers", "1"])
+    msg = _exit_message(e)
+    assert msg.startswith(f"b2b-preprocess: error: train file {noise}: ") and "of its characters are not UTF-8" in msg
+    assert "--force" in msg and not (tmp_path / "o1").exists()
+    one = tmp_path / "one.txt"
+    one.write_text("The cat sat.\n")
+    argv = ["corpus", "--train", str(one), "--valid", str(valid), "--output", str(tmp_path / "o2"), "--workers", "1",
+            "--num-merges", "10"]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    msg = _exit_message(e)
+    assert msg.startswith(f"b2b-preprocess: error: the valid split ({valid}): ") and "of its tokens are <unk>" in msg
+    assert not (tmp_path / "o2" / "data-bin").exists()
+    capsys.readouterr()
+    main(argv + ["--force"])
+    err = capsys.readouterr().err
+    assert "b2b-preprocess: warning: the valid split" in err and (tmp_path / "o2" / "data-bin" / "dict.txt").is_file()
+
+
+def test_preprocess_apply_and_corpus_never_overwrite_foreign_files(tmp_path):
+    from fairseq_b2b.data.pipeline import main
+
+    codes = tmp_path / "bpe.codes"
+    codes.write_text("t h 5\nth e</w> 3\n")
+    text = tmp_path / "in.txt"
+    text.write_text("the thing\n")
+    out = tmp_path / "out.txt"
+    out.write_text("mine")
+    for argv, needle in ((["--output", str(out)], "exists: choose another path or pass --force"),
+                         (["--output", str(text), "--force"], "is the --input of this command"),
+                         (["--output", "/proc/x.txt"], "cannot write in '/proc'")):
+        with pytest.raises(SystemExit) as e:
+            main(["apply", "--codes", str(codes), "--input", str(text), *argv])
+        assert needle in _exit_message(e)
+    assert out.read_text() == "mine"
+    main(["apply", "--codes", str(codes), "--input", str(text), "--output", str(out), "--force"])
+    assert out.read_text().strip() and out.read_text() != "mine"
+    # a folder of the user's that holds a dict.txt: not written into without --force
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "dict.txt").write_text("my dictionary")
+    with pytest.raises(SystemExit) as e:
+        main(["corpus", "--train", str(text), "--valid", str(text), "--output", str(mine)])
+    assert "--output" in _exit_message(e) and "pass --force to write into it" in str(e.value.code)
+    assert (mine / "dict.txt").read_text() == "my dictionary" and sorted(p.name for p in mine.iterdir()) == ["dict.txt"]

@@ -26,6 +26,7 @@ import functools
 import itertools
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,9 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 from . import bpe, vocab_check
-from .steps import DataError, StepRunner, check_inputs, file_digest, locked, log, make_key, temp_name
+from .garbage import REPLACEMENT_REFUSE, UNK_REFUSE, check_decoding, check_unknown_rate
+from .steps import (STAMP_DIR, DataError, StepRunner, check_inputs, file_digest, locked, log, make_key, remove,
+                    temp_name)
 
 DEFAULT_NUM_MERGES = 8000
 DEFAULT_BPE_SAMPLE_LINES = 2_000_000
@@ -57,6 +60,7 @@ class Options:
     workers: int = 1
     codes: Optional[Path] = None
     srcdict: Optional[Path] = None
+    force: bool = False  # go on with text that is mostly not UTF-8 or splits mostly <unk>; write into a foreign folder
 
 
 # ---------------------------------------------------------------- line processing (workers)
@@ -212,8 +216,10 @@ def learn_codes(tok_train: Path, out_path: Path, opts: Options) -> None:
 
 # ---------------------------------------------------------------- binarizing
 
-def binarize(bpe_files: Dict[str, Path], dest: Path, workers: int, srcdict: Optional[Path], log_dir: Path) -> None:
-    """fairseq-preprocess --only-source into ``dest``; its log goes to ``log_dir``."""
+def binarize(bpe_files: Dict[str, Path], dest: Path, workers: int, srcdict: Optional[Path],
+             log_dir: Path) -> Dict[str, float]:
+    """fairseq-preprocess --only-source into ``dest``; its log goes to ``log_dir``.  Returns the
+    fraction of each split's tokens fairseq replaced by ``<unk>``."""
     cmd = [sys.executable, "-m", "fairseq_cli.preprocess", "--only-source", "--destdir", str(dest),
            "--workers", str(workers)]
     for split, flag in (("train", "--trainpref"), ("valid", "--validpref"), ("test", "--testpref")):
@@ -223,18 +229,27 @@ def binarize(bpe_files: Dict[str, Path], dest: Path, workers: int, srcdict: Opti
         cmd += ["--srcdict", str(srcdict)]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     log("binarize: " + " ".join(["fairseq-preprocess"] + cmd[3:]))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    from ..outputs import die_with_parent
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=die_with_parent)
     tail: List[str] = []
+    rates: Dict[str, float] = {}
+    by_file = {str(path): split for split, path in bpe_files.items()}
     for line in proc.stdout:
         tail = (tail + [line.rstrip()])[-20:]
         if "replaced" in line:
             log("binarize: " + line.rstrip().split("] ", 1)[-1])
+            m = re.search(r"\] (.+?): \d+ sents, \d+ tokens, ([0-9.e+-]+)% replaced", line)
+            if m and m.group(1) in by_file:
+                rates[by_file[m.group(1)]] = float(m.group(2)) / 100
     if proc.wait() != 0:
         last = next((t for t in reversed(tail) if t.strip()), "no output")
         raise DataError(f"fairseq-preprocess failed: {last.strip()}")
     if (dest / "preprocess.log").exists():  # it holds timestamps: keep data-bin reproducible
         log_dir.mkdir(parents=True, exist_ok=True)
         os.replace(dest / "preprocess.log", log_dir / "preprocess.log")
+    return rates
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -257,10 +272,30 @@ def validate(train: List[Path], heldout: Dict[str, Path], opts: Options, output:
         check_inputs([opts.srcdict], "--srcdict")
         check_dictionary(opts.srcdict)
         vocab_check.check_pair(opts.srcdict, opts.codes, "--srcdict", "--codes", vocab_check.PREPROCESS_FIX)
+    check_output_folder(output, opts.force)
+    for split, paths in (("train", train), *((s, [p]) for s, p in heldout.items())):
+        check_decoding(paths, f"{split} file", opts.force, "b2b-preprocess", DataError)
     if opts.num_merges < 1:
         raise DataError(f"--num-merges must be at least 1, got {opts.num_merges}")
     if opts.bpe_sample_lines < 1:
         raise DataError(f"--bpe-sample-lines must be at least 1, got {opts.bpe_sample_lines}")
+
+
+OUTPUT_NAMES = ("data-bin", "bpe.codes", "dict.txt", "dict.codes.json", "work", "corpus")
+
+
+def check_output_folder(output: Path, force: bool) -> None:
+    """--output: a new or empty folder, a b2b-preprocess folder (resumed), or - with --force -
+    a folder of the user's whose files of our output names get replaced; never a file."""
+    from ..outputs import OutputError, check_output
+
+    def ours_or_free(path) -> bool:
+        return (Path(path) / STAMP_DIR).is_dir() or not any((Path(path) / n).exists() for n in OUTPUT_NAMES)
+
+    try:
+        check_output(output, "dir", force, "--output", replaceable=ours_or_free)
+    except OutputError as e:
+        raise DataError(str(e).replace("to replace it", "to write into it")) from None
 
 
 def check_dictionary(path: Path) -> None:
@@ -288,7 +323,16 @@ def run_corpus(train: List[Path], heldout: Dict[str, Path], output: Path, opts: 
         check_srcdict_coverage(opts, bpe_files)
 
     def build_data_bin(tmp: Path) -> None:
-        binarize(bpe_files, tmp, opts.workers, opts.srcdict, output / "work")
+        rates = binarize(bpe_files, tmp, opts.workers, opts.srcdict, output / "work")
+        try:
+            for split, rate in rates.items():
+                check_unknown_rate(rate, f"the {split} split ({files[split][0]}{' ...' if len(files[split]) > 1 else ''})",
+                                   opts.force, "b2b-preprocess",
+                                   "give train text that covers the held-out text (more of it, the same language)"
+                                   + (", or a --srcdict/--codes made for this text" if opts.srcdict else ""), DataError)
+        except DataError:
+            remove(tmp)  # no data-bin of mostly <unk>: the rerun (with --force) binarizes again
+            raise
         vocab_check.write_record(tmp / "dict.txt", output / "bpe.codes")
 
     bin_key = runner.run("binarize", data_bin, key, build_data_bin)
@@ -444,6 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", required=True, type=Path, help="folder for data-bin/, bpe.codes, dict.txt")
     c.add_argument("--srcdict", type=Path, help="reuse this dict.txt (needs --codes; default: build the dictionary from train)")
     c.add_argument("--codes", type=Path, help="reuse these BPE codes instead of learning new ones (default: learn them on train)")
+    c.add_argument("--force", action="store_true",
+                   help=f"go on with input that is mostly not UTF-8 (over {REPLACEMENT_REFUSE * 100:.0f}%% U+FFFD) or a split "
+                        f"that is mostly <unk> (over {UNK_REFUSE * 100:.0f}%%), and write into an --output folder of other "
+                        "files (default: off: refused; a warning from 1%% U+FFFD / 2%% <unk>)")
     common(c)
 
     a = sub.add_parser("apply", help="tokenize and BPE one raw file with existing codes (line-aligned)")
@@ -452,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--output", required=True, type=Path,
                    help="tokenized + BPE text, line i = line i of --input (required)")
     a.add_argument("--pretokenized", action="store_true", help="input is tokenized already: skip Moses (default: off)")
+    a.add_argument("--force", action="store_true", help="replace an existing --output file; apply to an --input that is "
+                                                       "mostly not UTF-8 (default: off: both refused)")
     common(a, merges=False)
 
     w = sub.add_parser("wikibooks", help="WikiExtractor output + BookCorpus -> train/valid/test text")
@@ -467,6 +517,13 @@ def run_command(args) -> None:
     if getattr(args, "workers", 1) < 1:
         raise DataError(f"--workers must be at least 1, got {args.workers}")
     if args.command == "apply":
+        from ..outputs import OutputError, check_output
+
+        try:
+            check_output(args.output, "file", args.force, "--output", inputs={"--input": args.input, "--codes": args.codes})
+        except OutputError as e:
+            raise DataError(str(e)) from None
+        check_decoding([args.input], "--input", args.force, "b2b-preprocess", DataError)
         apply_to_file(args.codes, args.input, args.output, args.workers, args.pretokenized)
         log(f"wrote {args.output}")
         return
@@ -475,7 +532,8 @@ def run_command(args) -> None:
 
         prepare_wikibooks(args.wiki, args.books, args.output, args.heldout_every)
         return
-    opts = Options(num_merges=args.num_merges, bpe_sample_lines=args.bpe_sample_lines, workers=args.workers)
+    opts = Options(num_merges=args.num_merges, bpe_sample_lines=args.bpe_sample_lines, workers=args.workers,
+                   force=getattr(args, "force", False))
     if args.command == "builtin":
         prepare_builtin(args.output, opts)
     else:
