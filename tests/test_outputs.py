@@ -541,3 +541,22 @@ def test_preprocess_apply_and_corpus_never_overwrite_foreign_files(tmp_path):
         main(["corpus", "--train", str(text), "--valid", str(text), "--output", str(mine)])
     assert "--output" in _exit_message(e) and "pass --force to write into it" in str(e.value.code)
     assert (mine / "dict.txt").read_text() == "my dictionary" and sorted(p.name for p in mine.iterdir()) == ["dict.txt"]
+
+
+# ----------------------------------------------------------------------------- b2b-glue
+
+def test_glue_prepare_of_a_header_only_tsv_leaves_no_temporary(bpe_corpus, tmp_path):
+    from fairseq_b2b.eval.glue import main
+
+    glue = tmp_path / "glue" / "SST-2"
+    glue.mkdir(parents=True)
+    (glue / "train.tsv").write_text("sentence\tlabel\n")
+    (glue / "dev.tsv").write_text("sentence\tlabel\na fine film\t1\n")
+    out = tmp_path / "out"
+    stale = out / "data" / ".SST-2-bin.tmp"  # what a killed run leaves
+    (stale / "text").mkdir(parents=True)
+    with pytest.raises(SystemExit) as e:
+        main(["prepare", "--glue-dir", str(tmp_path / "glue"), "--tasks", "SST-2", "--output", str(out),
+              "--dict", str(bpe_corpus["dict"]), "--codes", str(bpe_corpus["codes"])])
+    assert _exit_message(e).startswith("b2b-glue: error: ")
+    assert not stale.exists() and not (out / "data" / "SST-2-bin").exists()

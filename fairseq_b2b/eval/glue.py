@@ -209,8 +209,16 @@ def prepare_task(spec: TaskSpec, glue_dir: Path, codes: Path, dict_path: Path, o
         if meta.get("key") == key:
             return meta
     tmp = Path(out) / f".{spec.name}-bin.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(dest, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # a killed run's
+    try:
+        return _prepare_into(tmp, dest, spec, files, key, codes, dict_path, workers, verbose)
+    except BaseException:  # a refused or interrupted preparation leaves no temporary folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _prepare_into(tmp: Path, dest: Path, spec: TaskSpec, files: Dict, key: str, codes: Path, dict_path: Path,
+                  workers: int, verbose: bool) -> Dict:
     work = tmp / "text"
     work.mkdir(parents=True)
     counts, skipped, label_counts = {}, {}, {}
@@ -249,6 +257,7 @@ def prepare_task(spec: TaskSpec, glue_dir: Path, codes: Path, dict_path: Path, o
             "dev_files": {s: str(files[s]) for s in valid_splits}, "codes": str(codes), "dict": str(dict_path),
             "commands": [fmt_cmd(c) for c in commands]}
     atomic_write(tmp / "b2b-glue.json", json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)  # an outdated preparation (other inputs), replaced only now
     os.replace(tmp, dest)
     return meta
 
