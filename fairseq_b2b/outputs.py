@@ -66,7 +66,7 @@ def _writable(folder: str) -> bool:
 
 
 def check_output(path, kind: str = "file", force: bool = False, what: str = "--output", inputs: dict | None = None,
-                 replaceable=None) -> str:
+                 replaceable=None, example: str = "out.pt") -> str:
     """Refuse (one line, :class:`OutputError`) an output path that must not be written; returns it
     absolute.  ``kind``: ``"file"`` or ``"dir"``.  ``inputs``: ``{option: path}`` of what the
     command reads; the output may never be one of them.  ``replaceable(path) -> bool`` names
@@ -81,15 +81,14 @@ def check_output(path, kind: str = "file", force: bool = False, what: str = "--o
         if _same(path, source):
             raise OutputError(f"{what} '{path}' is the {option} of this command: it would be overwritten; "
                               "choose another output path")
-        if os.path.isdir(path) and _inside(source, path):
+        if kind == "dir" and os.path.isdir(path) and _inside(source, path):
             raise OutputError(f"{what} '{path}' holds the {option} '{source}' of this command: replacing it would "
                               "delete that; choose another output path")
-    noun = "checkpoint file" if kind == "file" else "folder"
     if os.path.lexists(path):
         is_dir = os.path.isdir(path)
         if kind == "file" and is_dir:
-            raise OutputError(f"{what} '{path}' is a folder: name the {noun} to write, "
-                              f"e.g. {os.path.join(path, 'out.pt')}")
+            raise OutputError(f"{what} '{path}' is a folder: name the file to write in it, "
+                              f"e.g. {os.path.join(path, example)}")
         if kind == "dir" and not is_dir:
             raise OutputError(f"{what} '{path}' is a file, not a folder: choose another path"
                               + (" (--force replaces a folder by a folder only)" if force else ""))

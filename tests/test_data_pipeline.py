@@ -260,7 +260,7 @@ def test_apply_tokenizes_and_bpes_one_file(first_run, tmp_path):
     assert lines[0].replace("@@ ", "").split() == "To be , or not to be : that 's the question .".split()
     assert leftovers(tmp_path) == []
     main(["apply", "--pretokenized", "--codes", str(out / "bpe.codes"), "--input", str(raw),
-          "--output", str(dest)])
+          "--output", str(dest), "--force"])  # an existing output is replaced with --force only
     assert "that's" in dest.read_text().replace("@@ ", "")
 
 

@@ -560,3 +560,8 @@ def test_glue_prepare_of_a_header_only_tsv_leaves_no_temporary(bpe_corpus, tmp_p
               "--dict", str(bpe_corpus["dict"]), "--codes", str(bpe_corpus["codes"])])
     assert _exit_message(e).startswith("b2b-glue: error: ")
     assert not stale.exists() and not (out / "data" / "SST-2-bin").exists()
+    glue_new = tmp_path / "new"
+    with pytest.raises(SystemExit):
+        main(["prepare", "--glue-dir", str(tmp_path / "glue"), "--tasks", "SST-2", "--output", str(glue_new),
+              "--dict", str(bpe_corpus["dict"]), "--codes", str(bpe_corpus["codes"])])
+    assert not glue_new.exists()  # no empty output folders either

@@ -12,7 +12,7 @@ from ..errors import B2BError
 
 REPLACEMENT_WARN = 0.01    # 1% of the non-space characters are U+FFFD: warned
 REPLACEMENT_REFUSE = 0.10  # 10%: refused without --force (text is not UTF-8, or binary)
-UNK_WARN = 0.02            # 2% of a split's tokens become <unk>: warned
+UNK_WARN = 0.25            # a quarter of a split's tokens become <unk>: warned (below, vocab_check's notes)
 UNK_REFUSE = 0.50          # 50% (mostly <unk>): refused without --force (the dictionary does not fit the text)
 SAMPLE_BYTES = 16 << 20    # the rate of the first 16 MiB of a file
 

@@ -491,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true",
                    help=f"go on with input that is mostly not UTF-8 (over {REPLACEMENT_REFUSE * 100:.0f}%% U+FFFD) or a split "
                         f"that is mostly <unk> (over {UNK_REFUSE * 100:.0f}%%), and write into an --output folder of other "
-                        "files (default: off: refused; a warning from 1%% U+FFFD / 2%% <unk>)")
+                        "files (default: off: refused; a warning from 1%% U+FFFD / 25%% <unk>)")
     common(c)
 
     a = sub.add_parser("apply", help="tokenize and BPE one raw file with existing codes (line-aligned)")
@@ -519,6 +519,8 @@ def run_command(args) -> None:
     if args.command == "apply":
         from ..outputs import OutputError, check_output
 
+        check_inputs([args.codes], "--codes")  # the inputs first, as before
+        check_inputs([args.input], "input")
         try:
             check_output(args.output, "file", args.force, "--output", inputs={"--input": args.input, "--codes": args.codes})
         except OutputError as e:

@@ -210,10 +210,15 @@ def prepare_task(spec: TaskSpec, glue_dir: Path, codes: Path, dict_path: Path, o
             return meta
     tmp = Path(out) / f".{spec.name}-bin.tmp"
     shutil.rmtree(tmp, ignore_errors=True)  # a killed run's
+    from ..cli.train import _missing_parents
+    from ..outputs import remove_created
+
+    created = _missing_parents(os.path.abspath(out))
     try:
         return _prepare_into(tmp, dest, spec, files, key, codes, dict_path, workers, verbose)
-    except BaseException:  # a refused or interrupted preparation leaves no temporary folder
+    except BaseException:  # a refused or interrupted preparation leaves no temporary folder, no empty folder
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_created(created)
         raise
 
 

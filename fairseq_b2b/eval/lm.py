@@ -374,7 +374,7 @@ def run(argv: Optional[List[str]] = None) -> Dict:
         if args.output_json:  # before an evaluation that may take hours
             inputs = {"--path": args.path, "--codes": args.codes, "--data dict.txt": Path(args.data) / "dict.txt",
                       **{f"--eval-file{'' if k == 0 else ' #' + str(k + 1)}": f for k, f in enumerate(args.eval_file)}}
-            check_output(args.output_json, "file", args.force, "--output-json", inputs=inputs)
+            check_output(args.output_json, "file", args.force, "--output-json", inputs=inputs, example="results.json")
         from ..data import vocab_check  # --codes and --data's dict.txt as a pair: a recorded mismatch is refused
 
         pair = vocab_check.check_eval_pair(Path(args.data) / "dict.txt", args.codes)
