@@ -169,6 +169,7 @@ def _attention(root: str, group: dict, out_dir: str) -> str | None:
             continue
         model, task, _ = load_model(full, data)
         tokens = task.source_dictionary.encode_line(sentence, add_if_not_exist=False, append_eos=True).long()
+        tokens = tokens[:model.max_positions()]  # the sentence's first positions on a model of short blocks
         words = [task.source_dictionary[t] for t in tokens]
         rows[name] = attention_maps(model, tokens)
     if not rows:
