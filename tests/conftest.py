@@ -75,3 +75,33 @@ def small_bert(tmp_path_factory, data_bin):
 def small_gpt(tmp_path_factory, data_bin):
     """A b2b_gpt_tiny (2 layers, 64 dims, 2 heads) trained for a few updates on the corpus."""
     return _train_small(tmp_path_factory, data_bin, "language_modeling", "b2b_gpt_tiny", "small_gpt")
+
+
+def subset_bin(data_bin, out, train_tokens: int, valid_tokens: int) -> str:
+    """A data-bin of the first ``train_tokens`` / ``valid_tokens`` tokens (whole sentences) of
+    ``data_bin``'s train and valid splits, with its dictionary, in the folder ``out``."""
+    from fairseq.data import indexed_dataset as ids
+
+    with open(os.path.join(data_bin, "dict.txt"), encoding="utf-8") as f:
+        dict_text = f.read()
+    with open(os.path.join(out, "dict.txt"), "w", encoding="utf-8") as f:
+        f.write(dict_text)
+    vocab = len(dict_text.splitlines()) + 8
+    valid = "valid" if os.path.exists(os.path.join(data_bin, "valid.idx")) else "train"
+    for src, dst, limit in (("train", "train", train_tokens), (valid, "valid", valid_tokens)):
+        ds = ids.make_dataset(os.path.join(data_bin, src), impl=ids.infer_dataset_impl(os.path.join(data_bin, src)))
+        builder = ids.make_builder(ids.data_file_path(os.path.join(out, dst)), impl="mmap", vocab_size=vocab)
+        total = 0
+        for i in range(len(ds)):
+            builder.add_item(ds[i])
+            total += len(ds[i])
+            if total >= limit:
+                break
+        builder.finalize(ids.index_file_path(os.path.join(out, dst)))
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def small_bin(data_bin, tmp_path_factory):
+    """The first ~2000 train / ~400 valid tokens of the data-bin: a few updates per epoch."""
+    return subset_bin(data_bin, tmp_path_factory.mktemp("small_bin"), 2000, 400)

@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from conftest import subset_bin  # noqa: E402
 import fairseq_b2b  # noqa: E402,F401
 from fairseq_b2b.checkpoints import build_trainer, parse_training_args, train_in_process  # noqa: E402
 from fairseq_b2b.tasks.schedules import (MSLTSchedule, ShareThenUnshareSchedule, StackingSchedule,  # noqa: E402
@@ -29,33 +30,11 @@ PREFIX = "encoder.sentence_encoder."
 # helpers
 
 
-def _subset_split(src_prefix, dst_prefix, max_tokens, vocab_size):
-    from fairseq.data import indexed_dataset as ids
-
-    ds = ids.make_dataset(src_prefix, impl=ids.infer_dataset_impl(src_prefix))
-    builder = ids.make_builder(ids.data_file_path(dst_prefix), impl="mmap", vocab_size=vocab_size)
-    total = 0
-    for i in range(len(ds)):
-        builder.add_item(ds[i])
-        total += len(ds[i])
-        if total >= max_tokens:
-            break
-    builder.finalize(ids.index_file_path(dst_prefix))
-
-
 @pytest.fixture(scope="module")
 def tiny_bin(data_bin, tmp_path_factory):
     """The first ~2000 train / ~300 valid tokens of the built-in corpus' data-bin: ~9 updates
     of 8 x 32 tokens per epoch (the full data_bin has ~256)."""
-    out = tmp_path_factory.mktemp("baselines_bin")
-    with open(os.path.join(data_bin, "dict.txt"), encoding="utf-8") as f:
-        text = f.read()
-    (out / "dict.txt").write_text(text, encoding="utf-8")
-    vocab = len(text.splitlines()) + 8
-    _subset_split(os.path.join(data_bin, "train"), str(out / "train"), 2000, vocab)
-    valid = "valid" if os.path.exists(os.path.join(data_bin, "valid.idx")) else "train"
-    _subset_split(os.path.join(data_bin, valid), str(out / "valid"), 300, vocab)
-    return str(out)
+    return subset_bin(data_bin, tmp_path_factory.mktemp("baselines_bin"), 2000, 300)
 
 
 def build_trainer_seeded(argv):

@@ -19,7 +19,6 @@ from fairseq_b2b.models import weighted_layernorm as wln
 
 from conftest import TINY, run_cli
 from growth_helpers import random_state_dict
-from subset_bin import small_bin  # noqa: F401  (the fixture)
 
 TOL = 1e-5
 

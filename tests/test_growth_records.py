@@ -10,7 +10,6 @@ import fairseq_b2b  # noqa: F401
 from fairseq_b2b.checkpoints import train_in_process
 from fairseq_b2b.cli import grow as grow_cli
 
-from test_two_stage import small_bin  # noqa: F401  (fixture: ~8 updates per epoch)
 
 TRAIN = ["--cpu", "--tokens-per-sample", "64", "--batch-size", "8", "--required-batch-size-multiple", "1",
          "--optimizer", "adam", "--lr", "1e-3", "--log-format", "json", "--log-interval", "1", "--num-workers", "0",
@@ -51,7 +50,7 @@ def test_seed_determines_the_grown_checkpoint_bit_for_bit(tmp_path, small_bert, 
         assert not torch.equal(first[key][256:], other[key][256:])
 
 
-def test_growth_record_and_two_stage_notes_reach_the_log_file(tmp_path, small_bin, small_bert):  # noqa: F811
+def test_growth_record_and_two_stage_notes_reach_the_log_file(tmp_path, small_bin, small_bert):
     log_file = tmp_path / "train.log"
     train_in_process([small_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_deep", *TRAIN,
                       "--init-from-small", small_bert, "--growth-method", "aki", "--max-update", "2",
@@ -63,7 +62,7 @@ def test_growth_record_and_two_stage_notes_reach_the_log_file(tmp_path, small_bi
     assert '"num_updates": "2"' in text  # fairseq's own json records are in the same file
 
 
-def test_stackbert_boundary_messages_reach_the_log_file(tmp_path, small_bin):  # noqa: F811
+def test_stackbert_boundary_messages_reach_the_log_file(tmp_path, small_bin):
     log_file = tmp_path / "stack.log"
     train_in_process([small_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_deep", *TRAIN,
                       "--stacking-schedule", "2:1,4:1", "--max-epoch", "2", "--save-dir", str(tmp_path / "stack"),

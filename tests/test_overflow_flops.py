@@ -11,7 +11,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import fairseq_b2b  # noqa: E402,F401
 from fairseq_b2b.checkpoints import build_trainer  # noqa: E402
 
-from subset_bin import small_bin  # noqa: E402,F401  (the fixture)
 
 COMMON = ["--optimizer", "adam", "--lr", "1e-3", "--tokens-per-sample", "32", "--batch-size", "4",
           "--required-batch-size-multiple", "1", "--cpu", "--num-workers", "0", "--seed", "3"]

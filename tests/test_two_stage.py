@@ -23,37 +23,6 @@ TRAIN = [os.path.join(os.path.dirname(sys.executable), "b2b-train")]
 # helpers
 
 
-def _subset_split(src_prefix, dst_prefix, max_tokens, vocab_size):
-    from fairseq.data import indexed_dataset as ids
-
-    impl = ids.infer_dataset_impl(src_prefix)
-    ds = ids.make_dataset(src_prefix, impl=impl)
-    builder = ids.make_builder(ids.data_file_path(dst_prefix), impl="mmap", vocab_size=vocab_size)
-    total = 0
-    for i in range(len(ds)):
-        item = ds[i]
-        builder.add_item(item)
-        total += len(item)
-        if total >= max_tokens:
-            break
-    builder.finalize(ids.index_file_path(dst_prefix))
-    return total
-
-
-@pytest.fixture(scope="session")
-def small_bin(data_bin, tmp_path_factory):
-    """The first ~2000 train / ~400 valid tokens of the data-bin: a few updates per epoch."""
-    out = tmp_path_factory.mktemp("small_bin")
-    with open(os.path.join(data_bin, "dict.txt"), encoding="utf-8") as f:
-        dict_text = f.read()
-    (out / "dict.txt").write_text(dict_text, encoding="utf-8")
-    vocab = len(dict_text.splitlines()) + 8
-    _subset_split(os.path.join(data_bin, "train"), str(out / "train"), 2000, vocab)
-    valid = "valid" if os.path.exists(os.path.join(data_bin, "valid.idx")) else "train"
-    _subset_split(os.path.join(data_bin, valid), str(out / "valid"), 400, vocab)
-    return str(out)
-
-
 def run_train(argv, env=None, timeout=300):
     full_env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     return subprocess.run(TRAIN + argv, capture_output=True, text=True, env=full_env, timeout=timeout)
