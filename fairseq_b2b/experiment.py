@@ -609,7 +609,7 @@ def prepare_data(root: str, preset: Preset, data: str | None = None) -> str:
     try:
         if preset.data_lines is None and preset.valid_lines is None:
             return str(prepare_builtin(out, opts)["data_bin"])
-        corpus = builtin_corpus(os.path.join(out, "corpus"))
+        corpus = builtin_corpus(os.path.join(root, "corpus"))  # beside data/: b2b-preprocess writes only into ours
         heads = {split: first_lines(corpus[split], preset.data_lines if split == "train" else preset.valid_lines)
                  if (preset.data_lines if split == "train" else preset.valid_lines) else corpus[split]
                  for split in ("train", "valid", "test")}

@@ -254,3 +254,14 @@ def test_cpu_preset_grows_bert_in_width_off_the_plateau_recipe():
     assert _opt(b2b.argv, "--submodel-layers") == "1"  # lb=1: sub-models of 1 and 2 layers of the 2-layer T
     for r in runs:  # every grown run is validated at update 0
         assert "--validate-at-start" in r.argv
+
+
+def test_the_built_in_data_is_prepared_in_a_fresh_experiment_folder(tmp_path):
+    """The demo's first step: the first lines of the built-in corpus into DIR/data (it once failed
+    because the corpus was unpacked into DIR/data first, which b2b-preprocess then refused)."""
+    from dataclasses import replace
+
+    small = replace(ex.PRESETS["cpu"], data_lines=300, valid_lines=60, num_merges=50)
+    data_bin = ex.prepare_data(str(tmp_path / "exp"), small)
+    assert os.path.isfile(os.path.join(data_bin, "train.bin")) and data_bin.startswith(str(tmp_path / "exp" / "data"))
+    assert ex.prepare_data(str(tmp_path / "exp"), small) == data_bin  # a rerun reuses it
