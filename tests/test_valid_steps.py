@@ -12,7 +12,6 @@ import fairseq_b2b  # noqa: E402,F401
 from fairseq_b2b.checkpoints import train_in_process  # noqa: E402
 from fairseq_b2b.tasks.two_stage import TwoStageMixin  # noqa: E402
 
-from subset_bin import small_bin  # noqa: E402,F401  (the fixture)
 
 
 def _records(log, tag):
