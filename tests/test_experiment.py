@@ -144,7 +144,10 @@ def test_only_keeps_the_whole_manifest_and_refuses_unknown_names(tmp_path, monke
     labels = set(manifest["groups"][0]["runs"])
     assert set(ex.PRESETS["cpu"].methods["bert"]) <= labels  # every method of the plan, not only the one run
     with pytest.raises(SystemExit) as e:
-        ex_cli.main(["--preset", "cpu", "--output", str(root), "--data", "DATA", "--only", "nope", "--families", "bert"])
+        (root / "bin").mkdir()
+        (root / "bin" / "dict.txt").write_text("a 1\n")
+        ex_cli.main(["--preset", "cpu", "--output", str(root), "--data", str(root / "bin"), "--only", "nope",
+                     "--families", "bert"])
     assert "--only nope: no such run or method" in str(e.value.code) and "\n" not in str(e.value.code)
 
 

@@ -113,7 +113,9 @@ def check_paths(args) -> None:
     if source and not os.path.exists(source):
         raise B2BError(f"--init-from-small '{source}' does not exist: pass the path of the small fairseq checkpoint")
     if source and os.path.isdir(source):
-        raise B2BError(f"--init-from-small '{source}' is a directory, not a checkpoint: pass a checkpoint file in it")
+        from ..growth_hook import load_checkpoint
+
+        load_checkpoint(source, "--init-from-small")  # one line naming the checkpoints the folder holds
 
 
 def check_growth_defaults(args) -> None:
