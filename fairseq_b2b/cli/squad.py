@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from ..data.steps import file_digest
-from ..errors import B2BError
+from ..errors import B2BError, one_line_errors
 from ..eval.common import EvalError, atomic_write, checkpoint_summary, check_dictionary, device_flags, fmt_cmd, get
 
 PROG = "b2b-squad"
@@ -412,7 +412,7 @@ def run(argv: Optional[Sequence[str]] = None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(name)s: %(message)s", force=True)
-    try:
+    with one_line_errors(PROG):
         if args.command == "builtin-set":
             from ..data import qa_builtin
 
@@ -431,12 +431,6 @@ def run(argv: Optional[Sequence[str]] = None):
             return cmd_fine_tune(args)
         if args.command == "evaluate":
             return cmd_evaluate(args)
-    except B2BError as e:
-        raise SystemExit(f"{PROG}: error: {e}") from None
-    except OSError as e:
-        raise SystemExit(f"{PROG}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
-    except KeyboardInterrupt:
-        raise SystemExit(f"{PROG}: interrupted") from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..data.steps import file_digest
-from ..errors import B2BError
+from ..errors import one_line_errors
 from .common import (EvalError, atomic_write, bpe_lines, check_dictionary, checkpoint_summary, device_flags,
                      fairseq_preprocess, fmt_cmd, get, last_line)
 
@@ -792,7 +792,7 @@ def run(argv: Optional[Sequence[str]] = None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(name)s: %(message)s", force=True)
-    try:
+    with one_line_errors(PROG, "interrupted; rerun the same command to continue"):
         if args.command == "prepare":
             return cmd_prepare(args)
         if args.command == "sweep":
@@ -809,12 +809,6 @@ def run(argv: Optional[Sequence[str]] = None):
             written = builtin_task(args.output, args.train_per_class, args.dev_per_class, args.seed)
             _say(f"wrote {written['dir']}/train.tsv ({written['train']} rows) and dev.tsv ({written['dev']} rows)")
             return written
-    except B2BError as e:
-        raise SystemExit(f"{PROG}: error: {e}") from None
-    except OSError as e:
-        raise SystemExit(f"{PROG}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
-    except KeyboardInterrupt:
-        raise SystemExit(f"{PROG}: interrupted; rerun the same command to continue") from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

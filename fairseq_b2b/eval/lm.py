@@ -50,7 +50,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..errors import B2BError
+from ..errors import one_line_errors
 from .common import (EvalError, atomic_write, bpe_lines, check_dictionary, check_text_file, checkpoint_summary,
                      count_unknowns, device_flags, fairseq_preprocess, fmt_cmd, get, last_line, read_lines,
                      unknown_summary)
@@ -370,7 +370,7 @@ def run(argv: Optional[List[str]] = None) -> Dict:
     from ..outputs import atomic_output, check_output, exit_on_signals
 
     exit_on_signals(PROG)  # SIGTERM/SIGHUP: the fairseq child is killed, the temporary folder removed
-    try:
+    with one_line_errors(PROG):
         if args.output_json:  # before an evaluation that may take hours
             inputs = {"--path": args.path, "--codes": args.codes, "--data dict.txt": Path(args.data) / "dict.txt",
                       **{f"--eval-file{'' if k == 0 else ' #' + str(k + 1)}": f for k, f in enumerate(args.eval_file)}}
@@ -381,19 +381,10 @@ def run(argv: Optional[List[str]] = None) -> Dict:
         report = evaluate(args)
         report["vocab_check"] = vocab_check.eval_check_report(
             pair, {r["name"]: r["unknown_rate"] for r in report["results"]}, PROG)
-    except B2BError as e:
-        raise SystemExit(f"{PROG}: error: {e}") from None
-    except OSError as e:
-        raise SystemExit(f"{PROG}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
-    except KeyboardInterrupt:
-        raise SystemExit(f"{PROG}: interrupted") from None
     print(format_report(report, show_commands=args.workdir is not None or args.verbose))
     if args.output_json:
-        try:
-            with atomic_output(args.output_json, PROG, suffix=".json") as tmp:
-                Path(tmp).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        except OSError as e:
-            raise SystemExit(f"{PROG}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
+        with one_line_errors(PROG), atomic_output(args.output_json, PROG, suffix=".json") as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.report_json:
         print(json.dumps(report))
     return report
