@@ -36,13 +36,12 @@ from typing import Dict, List, Optional, Sequence
 
 from ..data.steps import file_digest
 from ..errors import B2BError, one_line_errors
-from ..eval.common import EvalError, atomic_write, checkpoint_summary, check_dictionary, device_flags, fmt_cmd, get
+from ..eval.common import (EvalError, atomic_write, checkpoint_summary, check_dictionary, device_flags, finetune_argv,
+                           fmt_cmd, get)
 
 PROG = "b2b-squad"
 PAPER = {"lr": 3e-5, "epochs": 4, "batch_size": 16}
 WARMUP_FRACTION = 0.10
-MODEL_KEYS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
-              "activation_fn", "encoder_normalize_before", "layernorm_eps", "untie_weights_roberta")
 
 
 def _say(msg: str) -> None:
@@ -157,16 +156,7 @@ def settings_of(args, summary) -> Dict:
 def train_args(data_dir: Path, ckpt: str, summary: Dict, settings: Dict, hp: Dict, windows: int,
                save_dir: Path, args) -> List[str]:
     total = math.ceil(windows / hp["batch_size"]) * hp["epochs"]
-    margs = summary["model_args"]
-    cmd = [str(data_dir), "--task", "b2b_squad", "--criterion", "b2b_span",
-           "--restore-file", str(ckpt), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-           "--arch", summary["arch"]]
-    for key in MODEL_KEYS:
-        value = get(margs, key)
-        if value is None:
-            continue
-        flag = "--" + key.replace("_", "-")
-        cmd += ([flag] if value else []) if isinstance(value, bool) else [flag, str(value)]
+    cmd = finetune_argv(data_dir, "b2b_squad", "b2b_span", ckpt, summary)
     cmd += ["--max-positions", str(settings["max_positions"]), "--doc-stride", str(settings["doc_stride"]),
             "--max-query-length", str(settings["max_query_length"]),
             "--max-answer-length", str(settings["max_answer_length"]),

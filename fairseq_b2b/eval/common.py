@@ -216,6 +216,26 @@ def fmt_cmd(cmd: Sequence[str]) -> str:
     return " ".join(shlex.quote(str(c)) for c in cmd)
 
 
+# model options passed explicitly, so a checkpoint grown or trained with overrides keeps its shape
+MODEL_KEYS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+              "activation_fn", "encoder_normalize_before", "layernorm_eps", "untie_weights_roberta")
+
+
+def finetune_argv(data: Path, task: str, criterion: str, ckpt, summary: Dict) -> List[str]:
+    """fairseq-train's first arguments for fine-tuning ``ckpt``: its data, task and criterion, the
+    checkpoint restored with fresh optimizer, data loader and meters, and its arch and shape."""
+    cmd = [str(data), "--task", task, "--criterion", criterion,
+           "--restore-file", str(ckpt), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
+           "--arch", summary["arch"]]
+    for key in MODEL_KEYS:
+        value = get(summary["model_args"], key)
+        if value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        cmd += ([flag] if value else []) if isinstance(value, bool) else [flag, str(value)]
+    return cmd
+
+
 def device_flags(cpu: Optional[bool]) -> List[str]:
     """``--cpu`` when asked for, or when no CUDA device exists."""
     import torch

@@ -56,7 +56,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..data.steps import file_digest
 from ..errors import one_line_errors
 from .common import (EvalError, atomic_write, bpe_lines, check_dictionary, checkpoint_summary, device_flags,
-                     fairseq_preprocess, fmt_cmd, get, last_line)
+                     fairseq_preprocess, finetune_argv, fmt_cmd, get, last_line)
 
 PROG = "b2b-glue"
 PREP_VERSION = 1
@@ -119,9 +119,6 @@ GRIDS = {
     "small": {"lrs": [1e-4, 3e-4], "epochs": [3], "batch_size": 32},
 }
 WARMUP_FRACTION = 0.06
-# model options passed explicitly, so a checkpoint grown or trained with overrides keeps its shape
-MODEL_KEYS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
-              "activation_fn", "encoder_normalize_before", "layernorm_eps", "untie_weights_roberta")
 
 
 def parse_tasks(text: str) -> List[TaskSpec]:
@@ -358,20 +355,8 @@ def train_args(spec: TaskSpec, meta: Dict, data_bin: Path, ckpt: str, summary: D
     d = Dictionary.load(str(data_bin / "input0" / "dict.txt"))
     updates_per_epoch = math.ceil(meta["counts"]["train"] / setting["batch_size"])
     total = updates_per_epoch * setting["epochs"]
-    margs = summary["model_args"]
-    positions = int(get(margs, "max_positions", 512))
-    cmd = [str(data_bin), "--task", "sentence_prediction", "--criterion", "sentence_prediction",
-           "--restore-file", str(ckpt), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-           "--arch", summary["arch"]]
-    for key in MODEL_KEYS:
-        value = get(margs, key)
-        if value is None:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            cmd += [flag] if value else []
-        else:
-            cmd += [flag, str(value)]
+    positions = int(get(summary["model_args"], "max_positions", 512))
+    cmd = finetune_argv(data_bin, "sentence_prediction", "sentence_prediction", ckpt, summary)
     cmd += ["--max-positions", str(positions), "--shorten-method", "truncate",
             "--init-token", str(d.bos()), "--separator-token", str(d.eos()), "--num-classes", str(spec.num_classes)]
     if spec.regression:
