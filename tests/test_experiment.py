@@ -11,6 +11,7 @@ import pytest
 
 from conftest import TINY, run_cli
 from fairseq_b2b import experiment as ex
+from fairseq_b2b.experiment import runner
 from fairseq_b2b.cli import experiment as ex_cli
 
 
@@ -32,7 +33,7 @@ def _opt(argv, name):
 @pytest.mark.parametrize("family,task,arch", [("bert", "b2b_masked_lm", "b2b_bert_tiny"),
                                               ("gpt", "b2b_language_modeling", "b2b_gpt_tiny")])
 def test_updates_per_epoch_is_what_fairseq_runs_with_update_freq_8(data_bin, tmp_path, family, task, arch):
-    tokens = ex._count_tokens(data_bin)
+    tokens = ex.count_train_tokens(data_bin)
     expected = ex.updates_per_epoch_from_tokens(tokens, family, 64, 8, update_freq_=8)
     save = tmp_path / "run"
     run_cli("b2b-train", data_bin, "--task", task, "--arch", arch, "--submodel-epochs", "0", "--max-epoch", "1",
@@ -45,7 +46,7 @@ def test_updates_per_epoch_is_what_fairseq_runs_with_update_freq_8(data_bin, tmp
 def test_total_num_update_counts_optimizer_updates_after_update_freq(data_bin):
     paper = ex.PRESETS["paper"]
     upe = ex.updates_per_epoch(data_bin, paper)  # --update-freq 8 on one GPU
-    tokens = ex._count_tokens(data_bin)
+    tokens = ex.count_train_tokens(data_bin)
     assert upe["bert"] == ex.updates_per_epoch_from_tokens(tokens, "bert", 512, 64, 8)
     assert upe["bert"] < ex.updates_per_epoch_from_tokens(tokens, "bert", 512, 64, 1)
     for run in ex.plan(paper, ("bert", "gpt"), upe):
@@ -107,13 +108,10 @@ def _fake_training(monkeypatch, delay=0.2):
             events.append(("end", run.name, time.perf_counter()))
         return delay
 
-    monkeypatch.setattr(ex, "run_training", fake)
-    monkeypatch.setattr(ex, "grow_reports", lambda *a, **k: None)
-    monkeypatch.setattr(ex, "prepare_data", lambda root, preset, data=None: data)
-    monkeypatch.setattr(ex, "updates_per_epoch", lambda data_bin, preset, world=1, families=(): {f: 10 for f in families})
-    import fairseq_b2b.cli.report as report_cli
-
-    monkeypatch.setattr(report_cli, "main", lambda argv=None: None)
+    monkeypatch.setattr(runner, "run_training", fake)
+    monkeypatch.setattr(runner, "grow_reports", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "prepare_data", lambda root, preset, data=None: data)
+    monkeypatch.setattr(runner, "updates_per_epoch", lambda data_bin, preset, world=1, families=(): {f: 10 for f in families})
     return events
 
 
@@ -232,7 +230,7 @@ def test_cpu_full_grows_bert_in_width_at_1_5x_with_every_method_and_a_depth_only
 def test_updates_per_epoch_follows_each_familys_block_size(data_bin):
     preset = ex.PRESETS["cpu-full"]
     upe = ex.updates_per_epoch(data_bin, preset)
-    tokens = ex._count_tokens(data_bin)
+    tokens = ex.count_train_tokens(data_bin)
     assert upe["bert"] == ex.updates_per_epoch_from_tokens(tokens, "bert", 32, 32)
     assert upe["gpt"] == ex.updates_per_epoch_from_tokens(tokens, "gpt", 64, 32)
 

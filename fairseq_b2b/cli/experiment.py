@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..experiment import PRESETS, ExperimentError, dry_run_commands, run_experiment
+from ..experiment import PRESETS, ExperimentError, dry_run_commands, plan, run_experiment, select
 
 
 def build_parser():
@@ -58,8 +58,6 @@ def main(argv=None) -> None:
             raise ExperimentError(f"--data {args.data} has no dict.txt: pass a fairseq data-bin (b2b-preprocess corpus "
                                   "... makes one)")
         if only:
-            from ..experiment import plan, select
-
             select(plan(preset, families, None, 1, passthrough), only)
     except (OutputError, ExperimentError) as e:
         raise SystemExit(f"b2b-experiment: error: {e}") from None
@@ -81,6 +79,9 @@ def main(argv=None) -> None:
     finally:
         if not ok:
             remove_created(created)
+    from .report import main as report_main
+
+    report_main([root])
 
 
 if __name__ == "__main__":
