@@ -34,7 +34,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 
@@ -59,21 +58,6 @@ DEFAULT_SPECIAL_TOKENS = {
     "bert": {"cls_token": "[CLS]", "pad_token": "[PAD]", "sep_token": "[SEP]", "unk_token": "[UNK]", "mask_token": "[MASK]"},
     "gpt": {"eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"},
 }
-
-# HF activation name -> fairseq --activation-fn (same formula; gelu_new is the tanh approximation)
-HF_TO_FAIRSEQ_ACT = {"gelu": "gelu", "gelu_new": "gelu_accurate", "gelu_fast": "gelu_accurate",
-                     "gelu_pytorch_tanh": "gelu_accurate", "relu": "relu", "tanh": "tanh"}
-FAIRSEQ_TO_HF_ACT = {"gelu": "gelu", "gelu_accurate": "gelu_new", "gelu_fast": "gelu_new", "relu": "relu", "tanh": "tanh"}
-
-
-# HuggingFace BERT layer module -> fairseq TransformerEncoderLayer module (weights and biases)
-BERT_LAYER_NAMES = {
-    "attention.self.query": "self_attn.q_proj", "attention.self.key": "self_attn.k_proj",
-    "attention.self.value": "self_attn.v_proj", "attention.output.dense": "self_attn.out_proj",
-    "attention.output.LayerNorm": "self_attn_layer_norm", "intermediate.dense": "fc1",
-    "output.dense": "fc2", "output.LayerNorm": "final_layer_norm",
-}
-
 
 def one_line(msg: str) -> str:
     return " ".join(str(msg).split())

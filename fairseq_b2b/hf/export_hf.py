@@ -18,6 +18,10 @@ vocab.json + merges.txt) is regenerated from the fairseq dict.txt with the origi
 and the model's rows are put back in that order.  Otherwise the dictionary is a fairseq one
 (e.g. fastBPE): the weights and config are exported in fairseq's order and the tokenizer stays
 fairseq's (dict.txt is copied next to them).
+
+This file is the command (checks, the HF model built and checked key by key, the atomic write,
+the report).  The tensor conversions: ``hf/bert.py``, ``hf/gpt2.py``; the dictionary and the
+import's metadata: ``hf/export_inputs.py``; the tokenizer files: ``hf/export_tokenizer.py``.
 """
 from __future__ import annotations
 
@@ -25,7 +29,6 @@ import argparse
 import contextlib
 import hashlib
 import inspect
-import json
 import os
 import shutil
 import sys
@@ -33,153 +36,12 @@ import sys
 import torch
 
 from ..errors import B2BError
-from .common import (BERT_LAYER_NAMES, FAIRSEQ_TO_HF_ACT, MASK, META_KEY, VocabMapping, build_mapping, cli_errors,
-                     load_dictionary, mapping_from_metadata, quiet_fairseq, require_transformers, special_tokens_from_files, staging_dir)
-
-_CONFIG_DROP = ("_name_or_path", "transformers_version", "architectures", "torch_dtype", "dtype", "auto_map")
-
-
-def _get(args, name, default=None):
-    from ..growth_hook import _get as get
-
-    return get(args, name, default)
-
-
-# ----------------------------------------------------------------------------- inputs
-
-def resolve_dict(ckpt: str, state: dict, dict_path: str | None) -> str:
-    if dict_path:
-        if not os.path.isfile(dict_path):
-            raise B2BError(f"--dict '{dict_path}' does not exist")
-        return dict_path
-    candidates = [os.path.join(os.path.dirname(os.path.abspath(ckpt)), "dict.txt")]
-    try:
-        data = state["cfg"]["task"]["data"]
-    except (KeyError, TypeError, AttributeError):
-        data = None
-    if data:
-        from ..paths import resolve_data_dir
-
-        found = resolve_data_dir(data, ckpt)  # a relative path recorded at training, found from here
-        candidates += [os.path.join(str(found or data).split(os.pathsep)[0], "dict.txt")]
-    for path in candidates:
-        if os.path.isfile(path):
-            return path
-    raise B2BError(f"no dict.txt next to '{ckpt}' nor in the checkpoint's data directory ({data}): pass --dict PATH")
-
-
-def _hf_dir_metadata(src: str, family: str) -> dict:
-    """Metadata as b2b-import-hf records it, read from the original HF directory."""
-    from .import_hf import _tokenizer_files, read_config, read_vocab
-
-    config = read_config(src)
-    tokens, _ = read_vocab(src, family)
-    mapping = build_mapping(family, tokens, special_tokens_from_files(src), config)
-    return {"family": family, "hf_config": config, **mapping.metadata(), "tokenizer_files": _tokenizer_files(src, family),
-            "source": os.path.abspath(src), "token_type_embeddings": None}
-
-
-def find_metadata(state: dict, args, family: str, tokenizer_from: str | None, ckpt: str | None = None):
-    """(metadata of the HF import or None, where it came from, whether it is the checkpoint's own)."""
-    from ..growth_hook import checkpoint_model_args, load_checkpoint
-    from ..paths import resolve_file
-
-    if tokenizer_from == "none":
-        return None, None, False
-    if tokenizer_from:
-        if os.path.isdir(tokenizer_from):
-            return _hf_dir_metadata(tokenizer_from, family), tokenizer_from, False
-        meta = load_checkpoint(tokenizer_from).get(META_KEY)
-        if not meta:
-            raise B2BError(f"--tokenizer-from '{tokenizer_from}' is not a checkpoint written by b2b-import-hf "
-                           "(nor an HF model directory)")
-        return meta, tokenizer_from, False
-    if state.get(META_KEY):
-        return state[META_KEY], "the checkpoint", True
-    seen = set()
-    for _ in range(8):  # follow b2b_grown_from back to an imported checkpoint
-        grown = _get(args, "b2b_grown_from")
-        source = _get(grown, "source") if grown is not None else None
-        source = resolve_file(source, ckpt) or source  # recorded relative to the training folder
-        if not source or source in seen or not os.path.isfile(source):
-            return None, source, False
-        ckpt = source
-        seen.add(source)
-        with quiet_fairseq():
-            src_state = load_checkpoint(source)
-        if src_state.get(META_KEY):
-            return src_state[META_KEY], source, False
-        args = checkpoint_model_args(src_state)
-    return None, None, False
-
-
-# ----------------------------------------------------------------------------- weight mapping
-
-def _check(ok: bool, what: str, arch: str) -> None:
-    if not ok:
-        raise B2BError(f"the checkpoint's {arch} model has {what}: it has no HuggingFace "
-                       f"{'BERT' if 'bert' in arch else 'GPT-2'} equivalent")
-
-
-def bert_to_hf(sd: dict, args, L: int, mapping: VocabMapping, token_types, with_head: bool) -> dict:
-    arch = str(_get(args, "_name", _get(args, "arch", "b2b_bert")))
-    _check(not _get(args, "encoder_normalize_before", False), "pre-LN layers (--encoder-normalize-before)", arch)
-    _check(_get(args, "layernorm_embedding", True), "no embedding LayerNorm", arch)
-    _check(_get(args, "no_scale_embedding", True), "scaled token embeddings", arch)
-    _check(not _get(args, "untie_weights_roberta", False), "an untied output embedding", arch)
-    E = "encoder.sentence_encoder."
-    p = "bert." if with_head else ""
-    out = {}
-    out[p + "embeddings.word_embeddings.weight"] = mapping.rows_to_hf(sd[E + "embed_tokens.weight"])
-    pos = sd[E + "embed_positions.weight"][2:]
-    if token_types is not None:
-        pos = pos - token_types[0]
-        out[p + "embeddings.token_type_embeddings.weight"] = token_types.clone()
-    else:
-        out[p + "embeddings.token_type_embeddings.weight"] = pos.new_zeros(2, pos.shape[1])
-    out[p + "embeddings.position_embeddings.weight"] = pos.clone()
-    out[p + "embeddings.LayerNorm.weight"] = sd[E + "layernorm_embedding.weight"]
-    out[p + "embeddings.LayerNorm.bias"] = sd[E + "layernorm_embedding.bias"]
-    for i in range(L):
-        for hf_name, fs_name in BERT_LAYER_NAMES.items():
-            for w in ("weight", "bias"):
-                out[f"{p}encoder.layer.{i}.{hf_name}.{w}"] = sd[f"{E}layers.{i}.{fs_name}.{w}"]
-    if with_head:
-        out["cls.predictions.transform.dense.weight"] = sd["encoder.lm_head.dense.weight"]
-        out["cls.predictions.transform.dense.bias"] = sd["encoder.lm_head.dense.bias"]
-        out["cls.predictions.transform.LayerNorm.weight"] = sd["encoder.lm_head.layer_norm.weight"]
-        out["cls.predictions.transform.LayerNorm.bias"] = sd["encoder.lm_head.layer_norm.bias"]
-        bias = mapping.rows_to_hf(sd["encoder.lm_head.bias"])
-        out["cls.predictions.bias"] = bias
-        out["cls.predictions.decoder.bias"] = bias
-        out["cls.predictions.decoder.weight"] = out["bert.embeddings.word_embeddings.weight"]
-    return out
-
-
-def gpt_to_hf(sd: dict, args, L: int, mapping: VocabMapping) -> dict:
-    arch = str(_get(args, "_name", _get(args, "arch", "b2b_gpt")))
-    _check(_get(args, "decoder_normalize_before", True), "post-LN layers", arch)
-    _check(_get(args, "no_scale_embedding", True), "scaled token embeddings (sqrt(D))", arch)
-    _check(_get(args, "share_decoder_input_output_embed", True), "an untied output embedding", arch)
-    _check(not _get(args, "layernorm_embedding", False), "an embedding LayerNorm", arch)
-    _check("decoder.layer_norm.weight" in sd, "no final LayerNorm", arch)
-    out = {"transformer.wte.weight": mapping.rows_to_hf(sd["decoder.embed_tokens.weight"]),
-           "transformer.wpe.weight": sd["decoder.embed_positions.weight"][2:].clone()}
-    for i in range(L):
-        h, F = f"transformer.h.{i}.", f"decoder.layers.{i}."
-        out[h + "ln_1.weight"] = sd[F + "self_attn_layer_norm.weight"]
-        out[h + "ln_1.bias"] = sd[F + "self_attn_layer_norm.bias"]
-        out[h + "ln_2.weight"] = sd[F + "final_layer_norm.weight"]
-        out[h + "ln_2.bias"] = sd[F + "final_layer_norm.bias"]
-        out[h + "attn.c_attn.weight"] = torch.cat([sd[F + f"self_attn.{n}_proj.weight"] for n in "qkv"], 0).t().contiguous()
-        out[h + "attn.c_attn.bias"] = torch.cat([sd[F + f"self_attn.{n}_proj.bias"] for n in "qkv"], 0)
-        for hf_name, fs_name in (("attn.c_proj", "self_attn.out_proj"), ("mlp.c_fc", "fc1"), ("mlp.c_proj", "fc2")):
-            out[h + hf_name + ".weight"] = sd[F + fs_name + ".weight"].t().contiguous()
-            out[h + hf_name + ".bias"] = sd[F + fs_name + ".bias"]
-    out["transformer.ln_f.weight"] = sd["decoder.layer_norm.weight"]
-    out["transformer.ln_f.bias"] = sd["decoder.layer_norm.bias"]
-    out["lm_head.weight"] = out["transformer.wte.weight"]
-    return out
+from . import bert, gpt2
+from .common import (MASK, VocabMapping, cli_errors, load_dictionary, mapping_from_metadata, quiet_fairseq,
+                     require_transformers, staging_dir)
+from .export_inputs import find_metadata, inherited_config, resolve_dict, special_id_of
+from .export_tokenizer import find_codes, write_generation_config, write_hf_tokenizer, write_xlm_tokenizer
+from .state_dicts import model_arg
 
 
 def _known_keys(sd: dict, family: str, L: int) -> None:
@@ -194,145 +56,6 @@ def _known_keys(sd: dict, family: str, L: int) -> None:
         raise B2BError(f"the checkpoint holds '{unknown[0]}' ({len(unknown)} tensors) that a "
                        f"{'BERT' if family == 'bert' else 'GPT-2'} has no place for (e.g. a classification head): "
                        "it cannot be exported")
-
-
-# ----------------------------------------------------------------------------- config
-
-def _hf_config(tr, family: str, args, shape: dict, mapping: VocabMapping, meta, fairseq_mode: bool, cls_name: str,
-               type_vocab: int):
-    base = dict(meta.get("hf_config") or {}) if meta and meta.get("family", family) == family else {}
-    for k in _CONFIG_DROP:
-        base.pop(k, None)
-    act = _get(args, "activation_fn", "gelu")
-    if act not in FAIRSEQ_TO_HF_ACT:
-        raise B2BError(f"activation '{act}' has no HuggingFace equivalent (supported: {', '.join(FAIRSEQ_TO_HF_ACT)})")
-
-    def hf_id(symbol):
-        if fairseq_mode:
-            return mapping.fairseq_symbols.index(symbol) if symbol in mapping.fairseq_symbols else None
-        return mapping.specials[symbol][0] if symbol in mapping.specials else None
-
-    eps = float(_get(args, "layernorm_eps", 1e-5))
-    dropout, attn_dropout = float(_get(args, "dropout", 0.1)), float(_get(args, "attention_dropout", 0.1))
-    D, F = shape["dim"], shape["ffn"]
-    if family == "bert":
-        values = dict(vocab_size=len(mapping.hf_tokens), hidden_size=D, num_hidden_layers=shape["layers"],
-                      num_attention_heads=shape["heads"], intermediate_size=F, hidden_act=FAIRSEQ_TO_HF_ACT[act],
-                      max_position_embeddings=shape["positions"], type_vocab_size=type_vocab, layer_norm_eps=eps,
-                      hidden_dropout_prob=dropout, attention_probs_dropout_prob=attn_dropout,
-                      position_embedding_type="absolute", pad_token_id=hf_id("<pad>"), architectures=[cls_name])
-        if fairseq_mode:
-            values.update(bos_token_id=hf_id("<s>"), eos_token_id=hf_id("</s>"))
-        return tr.BertConfig(**{**base, **values})
-    eos = hf_id("</s>")
-    values = dict(vocab_size=len(mapping.hf_tokens), n_embd=D, n_layer=shape["layers"], n_head=shape["heads"],
-                  n_inner=None if F == 4 * D else F, n_positions=shape["positions"],
-                  activation_function=FAIRSEQ_TO_HF_ACT[act], layer_norm_epsilon=eps, resid_pdrop=dropout,
-                  embd_pdrop=dropout, attn_pdrop=attn_dropout, bos_token_id=eos,
-                  eos_token_id=eos, architectures=[cls_name])
-    if "n_ctx" in base:
-        values["n_ctx"] = shape["positions"]
-    if fairseq_mode:
-        values["pad_token_id"] = hf_id("<pad>")
-    return tr.GPT2Config(**{**base, **values})
-
-
-# ----------------------------------------------------------------------------- tokenizer files
-
-def _write_tokenizer(out: str, family: str, mapping: VocabMapping, meta: dict, max_len: int, log) -> list:
-    files = dict(meta.get("tokenizer_files") or {})
-    role_of = {"<s>": "cls_token", "<pad>": "pad_token", "</s>": "sep_token", "<unk>": "unk_token", MASK: "mask_token"} \
-        if family == "bert" else {"</s>": "eos_token"}
-    specials = {role: mapping.specials[s][1] for s, role in role_of.items() if s in mapping.specials}
-    if family == "gpt" and "eos_token" in specials:
-        specials.update(bos_token=specials["eos_token"], unk_token=specials["eos_token"])
-    written = []
-    if family == "bert":
-        with open(os.path.join(out, "vocab.txt"), "w", encoding="utf-8") as f:
-            f.write("".join(t + "\n" for t in mapping.hf_tokens))
-        written.append("vocab.txt")
-        default_cfg = {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": max_len, **specials}
-    else:
-        with open(os.path.join(out, "vocab.json"), "w", encoding="utf-8") as f:
-            json.dump({t: i for i, t in enumerate(mapping.hf_tokens)}, f, ensure_ascii=False)
-        written.append("vocab.json")
-        default_cfg = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": max_len, **specials}
-        if "merges.txt" not in files:
-            log("b2b-export-hf: warning: no merges.txt was recorded at import: the GPT-2 tokenizer needs one "
-                "(copy it from the original model or pass --tokenizer-from HF_DIR)")
-    files.setdefault("tokenizer_config.json", json.dumps(default_cfg, indent=2))
-    files.setdefault("special_tokens_map.json", json.dumps(specials, indent=2))
-    for name, text in files.items():
-        if name in ("vocab.txt", "vocab.json") or os.path.basename(name) != name:
-            continue
-        with open(os.path.join(out, name), "w", encoding="utf-8") as f:
-            f.write(text)
-        written.append(name)
-    return written
-
-
-# ----------------------------------------------------------------------------- fairseq BPE as an XLM tokenizer
-
-def find_codes(dict_path: str, codes: str | None) -> str | None:
-    """--codes, or the ``bpe.codes`` that b2b-preprocess writes beside ``data-bin/``."""
-    if codes:
-        if not os.path.isfile(codes):
-            raise B2BError(f"--codes '{codes}' does not exist")
-        return codes
-    here = os.path.dirname(os.path.abspath(dict_path))
-    for path in (os.path.join(here, "bpe.codes"), os.path.join(os.path.dirname(here), "bpe.codes")):
-        if os.path.isfile(path):
-            return path
-    return None
-
-
-def xlm_token(symbol: str) -> str:
-    """A fastBPE unit in HF XLM's notation: a word-internal unit ``ab@@`` is ``ab``, a word-final
-    unit ``ab`` is ``ab</w>``; fairseq's specials keep their names."""
-    if symbol in ("<s>", "<pad>", "</s>", "<unk>", MASK):
-        return symbol
-    return symbol[:-2] if symbol.endswith("@@") else symbol + "</w>"
-
-
-def write_xlm_tokenizer(out: str, family: str, symbols: list, codes: str, dict_path: str, max_len: int) -> list:
-    """HF ``XLMTokenizer`` files that reproduce b2b-preprocess: Moses (en, no escaping, no
-    lower-casing) + the fastBPE merges, ids = fairseq's dictionary ids.  ``</s>`` is bos, eos and
-    sep for GPT (fairseq ends every line with it, so a prompt starts after one); BERT's inputs are
-    ``<s> ... </s>`` as masked_lm wraps them; ``<pad>``/``<unk>`` as in fairseq.  ``bpe.codes``
-    and ``dict.txt`` are copied beside them."""
-    from ..data.bpe import read_codes
-
-    vocab = {}
-    for i, symbol in enumerate(symbols):
-        vocab.setdefault(xlm_token(symbol), i)  # duplicates cannot occur in a fairseq dictionary
-    merges = read_codes(codes)
-    with open(os.path.join(out, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump(vocab, f, ensure_ascii=False)
-    with open(os.path.join(out, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("".join(f"{m[0]} {m[1]}\n" for m in merges))
-    first = "</s>" if family == "gpt" else "<s>"
-    specials = {"bos_token": first, "eos_token": "</s>", "sep_token": "</s>", "cls_token": first,
-                "pad_token": "<pad>", "unk_token": "<unk>"}
-    if MASK in vocab:
-        specials["mask_token"] = MASK
-    # split_special_tokens: "<unk>" in raw text (PTB, WikiText) is text to Moses, as in b2b-preprocess
-    config = {"tokenizer_class": "XLMTokenizer", "do_lowercase_and_remove_accent": False, "model_max_length": max_len,
-              "split_special_tokens": True,
-              "additional_special_tokens": [], "lang2id": None, "id2lang": None, **specials}
-    with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
-    with open(os.path.join(out, "special_tokens_map.json"), "w", encoding="utf-8") as f:
-        json.dump(specials, f, indent=2)
-    shutil.copyfile(codes, os.path.join(out, "bpe.codes"))
-    shutil.copyfile(dict_path, os.path.join(out, "dict.txt"))
-    return ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "bpe.codes", "dict.txt"]
-
-
-def write_generation_config(tr, out: str, config) -> None:
-    """bos/eos/pad of the config as the defaults of ``generate``."""
-    gen = tr.GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-                              pad_token_id=getattr(config, "pad_token_id", None))
-    gen.save_pretrained(out)
 
 
 # ----------------------------------------------------------------------------- the command
@@ -377,7 +100,7 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
         raise B2BError(f"checkpoint '{ckpt}': {e}") from None
     args = checkpoint_model_args(state)
     side = "encoder" if family == "bert" else "decoder"
-    if _get(args, f"{side}_attention_heads") is None:
+    if model_arg(args, f"{side}_attention_heads") is None:
         raise B2BError(f"checkpoint '{ckpt}' does not record its attention heads: it is not a fairseq b2b_ checkpoint")
     ms = model_shape(args, family, sd)
     _known_keys(sd, family, ms.layers)
@@ -403,6 +126,7 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
     else:
         mapping = VocabMapping(family, list(symbols), list(symbols), list(range(len(symbols))))
     fairseq_mode = meta is None
+    base_config, special_id = inherited_config(meta, family), special_id_of(mapping, fairseq_mode)
 
     token_types = None
     if family == "bert" and meta is not None:
@@ -414,12 +138,13 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
                           and meta.get("init_head_sha") == _sha(sd["encoder.lm_head.dense.weight"]))
         with_head = not head_untrained
         cls_name = "BertForMaskedLM" if with_head else "BertModel"
-        hf_sd = bert_to_hf(sd, args, shape["layers"], mapping, token_types, with_head)
+        hf_sd = bert.to_hf(sd, args, shape["layers"], mapping, token_types, with_head)
+        config = bert.hf_config(tr, args, shape, mapping, base_config, special_id, fairseq_mode, cls_name,
+                                token_types.shape[0] if token_types is not None else 2)
     else:
         cls_name = "GPT2LMHeadModel"
-        hf_sd = gpt_to_hf(sd, args, shape["layers"], mapping)
-    type_vocab = token_types.shape[0] if token_types is not None else 2
-    config = _hf_config(tr, family, args, shape, mapping, meta, fairseq_mode, cls_name, type_vocab)
+        hf_sd = gpt2.to_hf(sd, args, shape["layers"], mapping)
+        config = gpt2.hf_config(tr, args, shape, mapping, base_config, special_id, fairseq_mode, cls_name)
 
     with torch.random.fork_rng(devices=[]):
         model = (tr.BertModel(config, add_pooling_layer=False) if cls_name == "BertModel"
@@ -450,7 +175,7 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
             shutil.copyfile(dpath, os.path.join(out, "dict.txt"))
             tok_files = ["dict.txt"]
         else:
-            tok_files = _write_tokenizer(out, family, mapping, meta, shape["positions"], log)
+            tok_files = write_hf_tokenizer(out, family, mapping, meta, shape["positions"], log)
         if family == "gpt":
             write_generation_config(tr, out, config)
         from ..checkpoints import follow_umask
@@ -462,7 +187,7 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
 
     log(f"b2b-export-hf: {ckpt} -> {output} [{cls_name}: L={shape['layers']} D={shape['dim']} heads={shape['heads']} "
         f"FFN={shape['ffn']} positions={shape['positions']} act={config.to_dict().get('hidden_act', config.to_dict().get('activation_function'))} "
-        f"layer-norm-eps={float(_get(args, 'layernorm_eps', 1e-5)):g}]")
+        f"layer-norm-eps={float(model_arg(args, 'layernorm_eps', 1e-5)):g}]")
     if fairseq_mode and codes_path:
         log(f"b2b-export-hf: tokenizer: XLMTokenizer (Moses + the fastBPE codes {codes_path}, ids = {dpath}): "
             f"{', '.join(tok_files)}")
