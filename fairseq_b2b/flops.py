@@ -17,7 +17,9 @@ Per layer l of width D and FFN width F, forward:
 * per token: ``2*(4*D^2 + 2*D*F)`` (Q, K, V, output projections, the two FFN matmuls),
 * per sequence: ``2*2*n^2*D`` (attention scores Q K^T and context A V over its n real tokens),
 
-so ``fwd_l = 2*(4*D^2 + 2*D*F)*N + 4*D*S2``. Backward = 2 x forward for a trained layer,
+so ``fwd_l = 2*(4*D^2 + 2*D*F)*N + 4*D*S2``. A LLaMA-family layer (``b2b_llama``: A = query
+heads x head size, K = key/value heads x head size, three SwiGLU matrices) has
+``2*(2*D*A + 2*D*K + 3*D*F)`` per token and ``2*2*n^2*A`` per sequence. Backward = 2 x forward for a trained layer,
 0 for a layer run under ``torch.no_grad`` (Algorithm 2, lines 6-7: only the top ``lb`` layers of
 the sub-model are trained). One exact correction: in stage 1 the input of the lowest trained
 layer is constant (the layers below run without autograd; at the bottom the embedding output is
@@ -53,17 +55,25 @@ from typing import Sequence, Tuple
 
 @dataclass(frozen=True)
 class LayerDims:
+    """One layer's matmul shapes: hidden size ``dim``, FFN width ``ffn``; ``attn`` (query heads x
+    head size) and ``kv`` (key/value heads x head size) default to ``dim``; ``ffn_matrices`` is 2
+    (fc1, fc2) or 3 (SwiGLU's gate, up, down)."""
+
     dim: int
     ffn: int
     pre_ln: bool
+    attn: int = 0
+    kv: int = 0
+    ffn_matrices: int = 2
 
     @property
     def per_token(self) -> int:
-        return 2 * (4 * self.dim * self.dim + 2 * self.dim * self.ffn)
+        attn, kv = self.attn or self.dim, self.kv or self.dim
+        return 2 * (2 * self.dim * attn + 2 * self.dim * kv + self.ffn_matrices * self.dim * self.ffn)
 
     @property
     def per_square(self) -> int:
-        return 2 * 2 * self.dim
+        return 2 * 2 * (self.attn or self.dim)
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,11 @@ def layer_stack(model) -> Sequence:
 
 def _layer_dims(layer) -> LayerDims:
     inner = getattr(layer, "layer", layer)  # a sub-model's _NoGrad wrapper
+    ffn = getattr(inner, "ffn", None)
+    if ffn is not None and hasattr(ffn, "gate_proj"):  # b2b_llama: GQA and SwiGLU, pre-RMSNorm
+        attn = inner.self_attn
+        return LayerDims(int(ffn.gate_proj.in_features), int(ffn.gate_proj.out_features), True,
+                         attn=int(attn.q_proj.out_features), kv=int(attn.k_proj.out_features), ffn_matrices=3)
     return LayerDims(int(inner.fc1.in_features), int(inner.fc1.out_features), bool(getattr(inner, "normalize_before", False)))
 
 

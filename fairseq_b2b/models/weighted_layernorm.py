@@ -1,4 +1,4 @@
-"""The weighted-statistics LayerNorm of exact growth, and its annealing to a standard one.
+"""The weighted-statistics LayerNorm (and RMSNorm) of exact growth, and its annealing to a standard one.
 
 A LayerNorm over a grown stream weighs every entry ``1/Dt``.  ``WeightedLayerNorm`` weighs
 entry ``j`` by ``w_j`` instead (``mu = sum_j w_j x_j``, ``var = sum_j w_j (x_j - mu)^2``).  With
@@ -12,12 +12,17 @@ the model and its checkpoints are ordinary ones.  While annealing, the weights a
 buffers (``stat_weights``, ``stat_blend``) in the state dict, fp32 and fp64 whatever the model's
 dtype (``.half()``, bf16); a ``b2b_`` model that loads such a state dict turns the matching
 LayerNorms into weighted ones first (``sync_with_state_dict``).
+
+``WeightedRMSNorm`` is the same for the LLaMA family's RMSNorm: a weighted second moment
+``sum_j w_j x_j^2`` with the same weights, blended and replaced (by ``RMSNorm``) the same way.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .rms_norm import RMSNorm
 
 WEIGHTS, BLEND = "stat_weights", "stat_blend"
 
@@ -65,17 +70,16 @@ class _WeightedNormalize(torch.autograd.Function):
         return r * (g - w * inner), None, None
 
 
-class WeightedLayerNorm(nn.LayerNorm):
-    """LayerNorm with per-entry statistics weights, blended to uniform by ``set_blend``."""
+class _StatisticsWeights:
+    """The statistics weights of a weighted norm and their blend to uniform (``set_blend``);
+    mixed into ``WeightedLayerNorm`` and ``WeightedRMSNorm`` before their torch base class."""
 
-    def __init__(self, normalized_shape, weights: torch.Tensor, eps: float = 1e-5, plain_class: type = nn.LayerNorm):
-        super().__init__(normalized_shape, eps=eps, elementwise_affine=True)
-        if weights.shape != self.normalized_shape or len(self.normalized_shape) != 1:
-            raise ValueError(f"statistics weights of shape {tuple(weights.shape)} do not fit a LayerNorm over "
+    def _init_statistics(self, weights: torch.Tensor) -> None:
+        if tuple(weights.shape) != tuple(self.normalized_shape) or len(self.normalized_shape) != 1:
+            raise ValueError(f"statistics weights of shape {tuple(weights.shape)} do not fit a norm over "
                              f"{tuple(self.normalized_shape)}")
         self.register_buffer(WEIGHTS, weights.detach().to(torch.float32).clone())
         self.register_buffer(BLEND, torch.zeros((), dtype=torch.float64))
-        self.plain_class = plain_class
         self._blend = 0.0  # mirror of the buffer: forward never reads a device tensor back
 
     @property
@@ -106,6 +110,21 @@ class WeightedLayerNorm(nn.LayerNorm):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._blend = float(self.stat_blend)
 
+
+class WeightedLayerNorm(_StatisticsWeights, nn.LayerNorm):
+    """LayerNorm with per-entry statistics weights, blended to uniform by ``set_blend``."""
+
+    def __init__(self, normalized_shape, weights: torch.Tensor, eps: float = 1e-5, plain_class: type = nn.LayerNorm):
+        super().__init__(normalized_shape, eps=eps, elementwise_affine=True)
+        self._init_statistics(weights)
+        self.plain_class = plain_class
+
+    def plain(self) -> nn.Module:
+        """The LayerNorm class fairseq built here, sharing this module's parameters and eps."""
+        new = self.plain_class(self.normalized_shape, eps=self.eps, elementwise_affine=True)
+        new.weight, new.bias = self.weight, self.bias
+        return new
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._blend >= 1.0:  # uniform: exactly nn.LayerNorm
             return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -117,31 +136,61 @@ class WeightedLayerNorm(nn.LayerNorm):
         return f"{super().extra_repr()}, blend={self._blend:.4g}"
 
 
+class WeightedRMSNorm(_StatisticsWeights, RMSNorm):
+    """RMSNorm with a weighted second moment ``ms = sum_j w_j x_j^2``: with the weights of
+    ``stream_statistics_weights`` a grown stream has the source's ``mean(x^2)``, so the output is a
+    copy of the source's (the LLaMA family's exact growth); blended to uniform like the LayerNorm."""
+
+    def __init__(self, dim: int, weights: torch.Tensor, eps: float = 1e-5):
+        super().__init__(dim, eps=eps)
+        self._init_statistics(weights)
+
+    def plain(self) -> nn.Module:
+        new = RMSNorm(self.normalized_shape[0], eps=self.eps)
+        new.weight = self.weight
+        return new
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if self._blend >= 1.0:  # uniform: exactly RMSNorm
+            return super().normalize(x)
+        xf = x if x.dtype == torch.float64 else x.float()
+        return xf * torch.rsqrt((xf * xf).matmul(self.effective_weights(xf.dtype)).unsqueeze(-1) + self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, blend={self._blend:.4g}"
+
+
 def _parent(model: nn.Module, name: str):
     parent_name, _, child = name.rpartition(".")
     return (model.get_submodule(parent_name) if parent_name else model), child
 
 
 def weighted_layernorms(model: nn.Module) -> list:
-    """``(name, module)`` of every weighted LayerNorm of ``model``."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, WeightedLayerNorm)]
+    """``(name, module)`` of every weighted norm (LayerNorm or RMSNorm) of ``model``."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, _StatisticsWeights)]
 
 
 def install(model: nn.Module, weights: dict, blend: float = 0.0) -> None:
-    """Turn the LayerNorms named in ``weights`` (module name -> statistics weights) into weighted
-    ones that share their parameters (optimizer state and wrappers keep pointing at them)."""
+    """Turn the LayerNorms (or RMSNorms) named in ``weights`` (module name -> statistics weights)
+    into weighted ones that share their parameters (optimizer state and wrappers keep pointing at
+    them)."""
     for name, w in weights.items():
         parent, child = _parent(model, name)
         old = getattr(parent, child)
-        if isinstance(old, WeightedLayerNorm):
+        if isinstance(old, _StatisticsWeights):
             with torch.no_grad():
                 old.stat_weights.copy_(w)
             old.set_blend(blend)
             continue
-        if not is_layernorm(old) or old.weight is None:
-            raise ValueError(f"'{name}' is a {type(old).__name__}, not a LayerNorm with a gain: it cannot take statistics weights")
-        new = WeightedLayerNorm(old.normalized_shape, w.to(old.weight.device), eps=old.eps, plain_class=type(old))
-        new.weight, new.bias = old.weight, old.bias
+        if isinstance(old, RMSNorm):
+            new = WeightedRMSNorm(old.normalized_shape[0], w.to(old.weight.device), eps=old.eps)
+            new.weight = old.weight
+        elif is_layernorm(old) and old.weight is not None:
+            new = WeightedLayerNorm(old.normalized_shape, w.to(old.weight.device), eps=old.eps, plain_class=type(old))
+            new.weight, new.bias = old.weight, old.bias
+        else:
+            raise ValueError(f"'{name}' is a {type(old).__name__}, not a LayerNorm or RMSNorm with a gain: it cannot "
+                             "take statistics weights")
         new.stat_blend = new.stat_blend.to(old.weight.device)
         new.set_blend(blend)
         new.train(old.training)
@@ -149,13 +198,12 @@ def install(model: nn.Module, weights: dict, blend: float = 0.0) -> None:
 
 
 def restore_standard(model: nn.Module) -> int:
-    """Replace every weighted LayerNorm by the LayerNorm class fairseq built there, with the same
-    parameters and eps; returns how many were replaced."""
+    """Replace every weighted norm by its standard module (the LayerNorm class fairseq built
+    there, or RMSNorm), with the same parameters and eps; returns how many were replaced."""
     found = weighted_layernorms(model)
     for name, old in found:
         parent, child = _parent(model, name)
-        new = old.plain_class(old.normalized_shape, eps=old.eps, elementwise_affine=True)
-        new.weight, new.bias = old.weight, old.bias
+        new = old.plain()
         new.train(old.training)
         setattr(parent, child, new)
     return len(found)
