@@ -11,7 +11,8 @@ from argparse import Namespace
 from .errors import B2BError
 
 SHAPE_KEYS = [f"{side}_{what}" for side in ("encoder", "decoder")
-              for what in ("layers", "embed_dim", "ffn_embed_dim", "attention_heads", "input_dim", "output_dim")]
+              for what in ("layers", "embed_dim", "ffn_embed_dim", "attention_heads", "input_dim", "output_dim")] + [
+    "decoder_kv_heads", "decoder_head_dim"]  # b2b_llama's: the target arch's, not the source's
 
 
 def _as_dict(obj) -> dict:
@@ -38,7 +39,7 @@ def parse_arch_options(arch: str, overrides: list) -> Namespace:
         b2b = sorted(a for a in ARCH_MODEL_REGISTRY if a.startswith("b2b_"))
         raise B2BError(f"unknown --arch '{arch}': choose one of {', '.join(b2b)}")
     if getattr(ARCH_MODEL_REGISTRY[arch], "family", None) is None:
-        raise B2BError(f"--arch {arch} is not a b2b_ architecture: growth targets are b2b_bert_* or b2b_gpt_*")
+        raise B2BError(f"--arch {arch} is not a b2b_ architecture: growth targets are b2b_bert_*, b2b_gpt_* or b2b_llama_*")
     parser = argparse.ArgumentParser(prog="b2b-grow", argument_default=argparse.SUPPRESS, add_help=False)
     ARCH_MODEL_REGISTRY[arch].add_args(parser)
     try:
@@ -124,7 +125,7 @@ def _check_family(state: dict, source: str, arch: str) -> None:
     target = getattr(ARCH_MODEL_REGISTRY[arch], "family", None)
     if target and family != target:
         raise B2BError(f"checkpoint '{source}' is a {family.upper()}-family model but --arch {arch} is "
-                       f"{target.upper()}-family: grow BERT into b2b_bert_* and GPT into b2b_gpt_*")
+                       f"{target.upper()}-family: grow BERT into b2b_bert_*, GPT into b2b_gpt_* and LLaMA into b2b_llama_*")
 
 
 def _build_growing(task, args):
@@ -139,7 +140,7 @@ def _build_growing(task, args):
     model = ARCH_MODEL_REGISTRY[args.arch].build_model(args, task)
     family = getattr(type(model), "family", None)
     if family is None:
-        raise B2BError(f"--arch {args.arch} is not a b2b_ architecture: growth targets are b2b_bert_* or b2b_gpt_*")
+        raise B2BError(f"--arch {args.arch} is not a b2b_ architecture: growth targets are b2b_bert_*, b2b_gpt_* or b2b_llama_*")
     report = grow_into(model, family, args, getattr(args, "b2b_dictionary_checksum", None), source, args.growth_method,
                        args.growth_exact, args.growth_seed, model.embed_scale_value(), inherit_eps,
                        weighted_layernorm=bool(getattr(args, "growth_weighted_layernorm", False)) or None)

@@ -58,16 +58,19 @@ def _get(args, name, default=None):
 
 
 def model_shape(args, family: str, state_dict: dict | None = None) -> ModelShape:
-    """ModelShape from a model's args (heads are only known there)."""
+    """ModelShape from a model's args (heads are only known there; the LLaMA family's key/value
+    heads and head size too)."""
     side = "encoder" if family == "bert" else "decoder"
     if state_dict is not None:
         from .growth.layout import LAYOUTS
 
         return infer_shape(state_dict, LAYOUTS[family], int(_get(args, f"{side}_attention_heads")))
-    return ModelShape(
-        int(_get(args, f"{side}_layers")), int(_get(args, f"{side}_embed_dim")),
-        int(_get(args, f"{side}_ffn_embed_dim")), int(_get(args, f"{side}_attention_heads")),
-    )
+    shape = (int(_get(args, f"{side}_layers")), int(_get(args, f"{side}_embed_dim")),
+             int(_get(args, f"{side}_ffn_embed_dim")), int(_get(args, f"{side}_attention_heads")))
+    if family == "llama":
+        return ModelShape(*shape, kv_heads=int(_get(args, "decoder_kv_heads") or shape[3]),
+                          head_size=int(_get(args, "decoder_head_dim") or shape[1] // shape[3]))
+    return ModelShape(*shape)
 
 
 def resume_checkpoint(args) -> str | None:
@@ -105,7 +108,8 @@ def grow_into(model, target_family: str, target_args, dict_checksum: str | None,
         raise B2BError(f"checkpoint '{path}': {e}") from None
     if layout.family != target_family:
         raise B2BError(f"checkpoint '{path}' is a {layout.family.upper()}-family model but the target arch is "
-                       f"{target_family.upper()}-family: grow BERT into b2b_bert_* and GPT into b2b_gpt_*")
+                       f"{target_family.upper()}-family: grow BERT into b2b_bert_*, GPT into b2b_gpt_* and LLaMA into "
+                       "b2b_llama_*")
     src_args = checkpoint_model_args(state)
     src_checksum = _get(src_args, "b2b_dictionary_checksum")
     target_sd = model.state_dict()
@@ -115,7 +119,7 @@ def grow_into(model, target_family: str, target_args, dict_checksum: str | None,
         raise B2BError(f"dictionary mismatch: '{path}' was trained with a {vocab_src}-symbol dictionary "
                        f"(checksum {src_checksum}), the target data has {vocab_tgt} (checksum {dict_checksum}); "
                        "binarize the target data with the source's dict.txt (fairseq-preprocess --srcdict)")
-    if _get(src_args, f"{'decoder' if target_family == 'gpt' else 'encoder'}_attention_heads") is None:
+    if _get(src_args, f"{'encoder' if target_family == 'bert' else 'decoder'}_attention_heads") is None:
         raise B2BError(f"checkpoint '{path}' does not record its attention heads: it is not a fairseq checkpoint")
     src_shape = model_shape(src_args, layout.family, source_sd)
     tgt_shape = model_shape(target_args, layout.family)

@@ -130,3 +130,15 @@ def test_equals_huggingface_llama_on_the_same_weights():
     with torch.no_grad():
         ours, theirs = model(x)[0], hf(input_ids=x).logits
     assert (ours - theirs).abs().max() < 1e-5  # measured 0.0 (transformers 5.23, CPU, fp32)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_forward_keeps_norm_statistics_in_fp32(dtype):
+    model = build_llama()
+    randomize_norms(model)
+    x = tokens(2, 12)
+    with torch.no_grad():
+        reference = model(x)[0]
+        half = model.to(dtype)(x)[0]
+    assert half.dtype == dtype and torch.isfinite(half).all()
+    assert (half.float() - reference).abs().max() < 0.05

@@ -14,10 +14,10 @@ import os
 import sys
 
 PROG = "b2b-train"
-# the model family each task trains (the b2b_ archs record theirs as ``family``)
-TASK_FAMILIES = {"b2b_masked_lm": "bert", "masked_lm": "bert", "sentence_prediction": "bert",
-                 "b2b_language_modeling": "gpt", "language_modeling": "gpt"}
-FAMILY_TASKS = {"bert": "b2b_masked_lm", "gpt": "b2b_language_modeling"}
+# the model families each task trains (the b2b_ archs record theirs as ``family``)
+TASK_FAMILIES = {"b2b_masked_lm": ("bert",), "masked_lm": ("bert",), "sentence_prediction": ("bert",),
+                 "b2b_language_modeling": ("gpt", "llama"), "language_modeling": ("gpt", "llama")}
+FAMILY_TASKS = {"bert": "b2b_masked_lm", "gpt": "b2b_language_modeling", "llama": "b2b_language_modeling"}
 UPE_FLAG = "--updates-per-epoch"
 
 
@@ -71,9 +71,10 @@ def check_args(args, need_optimizer: bool = True) -> None:
 
     family = getattr(ARCH_MODEL_REGISTRY.get(args.arch), "family", None)
     wanted = TASK_FAMILIES.get(getattr(args, "task", None))
-    if family and wanted and family != wanted:
+    if family and wanted and family not in wanted:
         raise B2BError(f"--arch {args.arch} is a {family.upper()}-family model but --task {args.task} trains "
-                       f"{wanted.upper()}-family models: use --task {FAMILY_TASKS[family]} with b2b_{family}_* archs")
+                       f"{'/'.join(w.upper() for w in wanted)}-family models: use --task {FAMILY_TASKS[family]} with "
+                       f"b2b_{family}_* archs")
     if getattr(args, "max_tokens", None) is None and getattr(args, "batch_size", None) is None:
         raise B2BError("no batch size: pass --batch-size N (sequences) or --max-tokens N")
     if need_optimizer and getattr(args, "optimizer", None) is None:
@@ -246,7 +247,7 @@ def print_help(argv: list) -> None:
     rest = [a for a in argv if a not in ("-h", "--help")]
     if not any(a in ("--arch", "-a") or a.startswith("--arch=") for a in rest):  # the family's model options
         task = next((rest[k + 1] for k, a in enumerate(rest[:-1]) if a == "--task"), None)
-        rest += ["--arch", "b2b_gpt_base" if TASK_FAMILIES.get(task) == "gpt" else "b2b_bert_base"]
+        rest += ["--arch", "b2b_gpt_base" if "gpt" in TASK_FAMILIES.get(task, ()) else "b2b_bert_base"]
     try:
         _, parser = parse(rest + ["DATA"], parse_known=True)
     except SystemExit:

@@ -11,4 +11,4 @@ from .grow import (  # noqa: F401
     stack_layer_order,
     widen_tensor,
 )
-from .layout import BERT, GPT, LAYOUTS, FamilyLayout, detect_family  # noqa: F401
+from .layout import BERT, GPT, LAYOUTS, LLAMA, FamilyLayout, detect_family  # noqa: F401

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .expand import expand_in, expand_out
-from .layout import FFN, HEAD, IN, OUT, RES, FamilyLayout, Param
-from .mapping import copy_counts, exact_stream_mapping, heads_to_neurons, sample_mapping, stream_statistics_weights
+from .layout import FFN, HEAD, IN, KV, OUT, RES, FamilyLayout, Param
+from .mapping import (copy_counts, exact_stream_mapping, grouped_query_head_mappings, heads_to_neurons, sample_mapping,
+                      stream_statistics_weights)
 
 METHODS = ("fpi", "aki", "direct_copy")
 
@@ -25,19 +26,27 @@ class GrowthError(ValueError):
 
 @dataclass(frozen=True)
 class ModelShape:
-    """S(L, D) of the paper, plus the FFN width and the number of heads."""
+    """S(L, D) of the paper, plus the FFN width and the number of heads; grouped-query attention
+    (the LLaMA family) also has its key/value heads and an explicit head size."""
 
     layers: int
     embed_dim: int
     ffn_dim: int
     heads: int
+    kv_heads: int | None = None
+    head_size: int | None = None
 
     @property
     def head_dim(self) -> float:
-        return self.embed_dim / self.heads
+        return self.head_size if self.head_size is not None else self.embed_dim / self.heads
+
+    @property
+    def grouped_query(self) -> bool:
+        return self.kv_heads is not None
 
     def __str__(self) -> str:
-        return f"(L={self.layers}, D={self.embed_dim}, FFN={self.ffn_dim}, heads={self.heads})"
+        gqa = f", kv_heads={self.kv_heads}, head_dim={self.head_dim:g}" if self.grouped_query else ""
+        return f"(L={self.layers}, D={self.embed_dim}, FFN={self.ffn_dim}, heads={self.heads}{gqa})"
 
 
 @dataclass
@@ -58,18 +67,44 @@ def check_growable(src: ModelShape, tgt: ModelShape, method: str, exact: bool) -
         raise GrowthError(f"unknown growth method '{method}': choose one of {', '.join(METHODS)}")
     if exact and method != "fpi":
         raise GrowthError(f"--growth-exact applies to the fpi method only, not '{method}' (AKI is not function-preserving by design)")
-    for what in ("layers", "embed_dim", "ffn_dim", "heads"):
+    for what in ("layers", "embed_dim", "ffn_dim", "heads") + (("kv_heads",) if src.grouped_query else ()):
         if getattr(tgt, what) < getattr(src, what):
             raise GrowthError(
                 f"target {what} {getattr(tgt, what)} is smaller than the source's {getattr(src, what)}: "
                 f"growth only enlarges; choose a target arch at least as large as the source {src}"
             )
+    if src.grouped_query:
+        check_grouped_query(src, tgt)
+        return
     if src.embed_dim % src.heads or tgt.embed_dim % tgt.heads or src.head_dim != tgt.head_dim:
         raise GrowthError(
             f"head size mismatch: source has {src.embed_dim}/{src.heads}={src.head_dim:g} dims per head, "
             f"target {tgt.embed_dim}/{tgt.heads}={tgt.head_dim:g}; set the target's attention heads to "
             f"embed_dim/{src.head_dim:g}"
         )
+
+
+def check_grouped_query(src: ModelShape, tgt: ModelShape) -> None:
+    """GQA head counts (one-line GrowthError): the head size (and with it rotary) stays the
+    source's, key/value heads divide query heads, and every source query head can be copied into
+    a target group whose key/value head copies its own (``grouped_query_head_mappings``): the
+    target needs kv_heads >= source kv_heads * ceil(source group size / target group size)."""
+    if tgt.head_dim != src.head_dim:
+        raise GrowthError(f"head size mismatch: the source's heads have {src.head_dim:g} dims, the target's "
+                          f"{tgt.head_dim:g}; growth keeps the source's head size and rotary: pass --decoder-head-dim "
+                          f"{src.head_dim:g}")
+    for shape, what in ((src, "source"), (tgt, "target")):
+        if shape.heads % shape.kv_heads:
+            raise GrowthError(f"the {what}'s {shape.kv_heads} key/value heads do not divide its {shape.heads} query "
+                              "heads: pass a --decoder-kv-heads that divides --decoder-attention-heads")
+    group, tgt_group = src.heads // src.kv_heads, tgt.heads // tgt.kv_heads
+    needed = src.kv_heads * -(-group // tgt_group)
+    if tgt.kv_heads < needed:
+        raise GrowthError(
+            f"query heads {src.heads} -> {tgt.heads} with key/value heads {src.kv_heads} -> {tgt.kv_heads} allow no "
+            f"group-preserving head mapping: the target's groups of {tgt_group} query heads cannot hold the source's "
+            f"groups of {group} with {tgt.kv_heads} key/value heads: give the target at least {needed} key/value "
+            f"heads (dividing its query heads), e.g. keep the source's {group} query heads per key/value head")
 
 
 def make_maps(src: ModelShape, tgt: ModelShape, seed: int, exact: bool = False) -> dict:
@@ -81,9 +116,15 @@ def make_maps(src: ModelShape, tgt: ModelShape, seed: int, exact: bool = False) 
     """
     gen = torch.Generator().manual_seed(seed)
     res = exact_stream_mapping(src.embed_dim, tgt.embed_dim) if exact else sample_mapping(src.embed_dim, tgt.embed_dim, gen)
-    heads = sample_mapping(src.heads, tgt.heads, gen)
+    if src.grouped_query:
+        heads, kv_heads = grouped_query_head_mappings(src.heads, src.kv_heads, tgt.heads, tgt.kv_heads, gen)
+    else:
+        heads = sample_mapping(src.heads, tgt.heads, gen)
     ffn = sample_mapping(src.ffn_dim, tgt.ffn_dim, gen)
-    return {RES: res, HEAD: heads_to_neurons(heads, int(src.head_dim)), FFN: ffn, "heads": heads}
+    maps = {RES: res, HEAD: heads_to_neurons(heads, int(src.head_dim)), FFN: ffn, "heads": heads}
+    if src.grouped_query:
+        maps.update({KV: heads_to_neurons(kv_heads, int(src.head_dim)), "kv_heads": kv_heads})
+    return maps
 
 
 def stack_layer_order(src_layers: int, tgt_layers: int) -> list:
@@ -216,6 +257,11 @@ def grow_state_dict(
     check_growable(src, tgt, method, exact)
     untied = untied_outputs(layout, source)
     if target_init is not None:
+        untied_in_target = [a for a, o in layout.tied.items() if a in target_init and a not in source and o in source]
+        if untied_in_target:  # a tied b2b_llama keeps no output projection key; an untied target has its own
+            raise GrowthError(f"the source ties its output projection to '{layout.tied[untied_in_target[0]]}' but the "
+                              f"target arch has its own '{untied_in_target[0]}': build the target tied too "
+                              "(--share-decoder-input-output-embed)")
         tied_in_target = [a for a in untied if a in target_init and _shares_storage(target_init[a], target_init[layout.tied[a]])]
         if tied_in_target:
             raise GrowthError(f"the source's output projection '{tied_in_target[0]}' is trained apart from (untied) "
@@ -230,9 +276,15 @@ def grow_state_dict(
         return _direct_copy(source, layout, src, tgt, target_init)
 
     mean_filled = exact and not weighted  # the standard-LayerNorm exact mode
+    if mean_filled and layout.norm == "rmsnorm" and tgt.embed_dim != src.embed_dim:
+        raise GrowthError(f"the exact mode of a {layout.family.upper()}-family model needs the weighted-statistics "
+                          "RMSNorm (RMSNorm has no mean to fill the stream with): train the grown model with --task "
+                          "b2b_language_modeling and --growth-anneal-updates > 0, or use b2b-grow --exact")
     maps = make_maps(src, tgt, seed, mean_filled)
     ratio = (tgt.embed_dim // src.embed_dim) * src.embed_dim / tgt.embed_dim if mean_filled else 1.0
     src_sizes = {RES: src.embed_dim, HEAD: src.heads * int(src.head_dim), FFN: src.ffn_dim}
+    if src.grouped_query:
+        src_sizes[KV] = src.kv_heads * int(src.head_dim)
     order = stack_layer_order(src.layers, tgt.layers)
 
     out = {}
@@ -334,8 +386,17 @@ def check_matches_target(grown: dict, target_init: dict) -> None:
 
 
 def infer_shape(state_dict: dict, layout: FamilyLayout, heads: int) -> ModelShape:
-    """ModelShape of a state dict (the head count is not visible in the weights)."""
+    """ModelShape of a state dict (the query head count is not visible in the weights; with
+    grouped-query attention the head size and key/value heads follow from it)."""
     layers = layout.num_layers(state_dict)
     embed_dim = state_dict[layout.embed_tokens].shape[1]
-    ffn = state_dict[layout.layer_key(0, "fc1.weight")].shape[0] if layers else 4 * embed_dim
-    return ModelShape(layers, embed_dim, ffn, heads)
+    ffn = state_dict[layout.layer_key(0, layout.ffn_in_key)].shape[0] if layers else 4 * embed_dim
+    if not (layout.grouped_query and layers):
+        return ModelShape(layers, embed_dim, ffn, heads)
+    q_rows = state_dict[layout.layer_key(0, "self_attn.q_proj.weight")].shape[0]
+    kv_rows = state_dict[layout.layer_key(0, "self_attn.k_proj.weight")].shape[0]
+    if q_rows % heads or kv_rows % (q_rows // heads):
+        raise GrowthError(f"the q/k projections ({q_rows}/{kv_rows} rows) do not fit {heads} query heads: the recorded "
+                          "head count does not match the weights")
+    head_size = q_rows // heads
+    return ModelShape(layers, embed_dim, ffn, heads, kv_heads=kv_rows // head_size, head_size=head_size)

@@ -2,16 +2,17 @@
 
 Every parameter is described by what each of its axes means: which width it lives on
 (``RES`` the residual stream / hidden size, ``HEAD`` the attention heads' neurons, ``FFN`` the
-feed-forward neurons) and whether that axis is an out-dimension (rows that are copied, eq. 8)
-or an in-dimension (columns that are copied and divided by their copy count, eq. 7).  BERT
-and GPT share all expansion code and differ only in these tables.
+feed-forward neurons, ``KV`` the key/value heads' neurons of grouped-query attention) and whether
+that axis is an out-dimension (rows that are copied, eq. 8) or an in-dimension (columns that are
+copied and divided by their copy count, eq. 7).  BERT, GPT and LLaMA share all expansion code
+and differ only in these tables.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-RES, HEAD, FFN = "res", "head", "ffn"
+RES, HEAD, FFN, KV = "res", "head", "ffn", "kv"
 OUT, IN = "out", "in"
 
 
@@ -43,6 +44,11 @@ def _layernorm(name: str, feeds_tied_output: bool = False) -> tuple[Param, Param
     )
 
 
+def _rmsnorm(name: str, feeds_tied_output: bool = False) -> tuple[Param]:
+    """RMSNorm: a gain and no bias; it follows the stream like LayerNorm's (eq. 13)."""
+    return (Param(f"{name}.weight", ((RES, OUT),), norm="weight", feeds_tied_output=feeds_tied_output),)
+
+
 # fairseq's TransformerEncoderLayer and TransformerDecoderLayer (without encoder attention)
 # name their parameters the same way.
 TRANSFORMER_LAYER = (
@@ -54,6 +60,21 @@ TRANSFORMER_LAYER = (
     *_linear("fc1", FFN, RES),
     *_linear("fc2", RES, FFN),
     *_layernorm("final_layer_norm"),
+)
+
+
+# b2b_llama's LlamaDecoderLayer: pre-RMSNorm, GQA (query heads on HEAD, key/value heads on KV),
+# SwiGLU (gate and up rows are FFN out-dimensions, down's columns FFN in-dimensions), no biases.
+LLAMA_LAYER = (
+    *_rmsnorm("attn_norm"),
+    Param("self_attn.q_proj.weight", ((HEAD, OUT), (RES, IN))),
+    Param("self_attn.k_proj.weight", ((KV, OUT), (RES, IN))),
+    Param("self_attn.v_proj.weight", ((KV, OUT), (RES, IN))),
+    Param("self_attn.o_proj.weight", ((RES, OUT), (HEAD, IN))),
+    *_rmsnorm("ffn_norm"),
+    Param("ffn.gate_proj.weight", ((FFN, OUT), (RES, IN))),
+    Param("ffn.up_proj.weight", ((FFN, OUT), (RES, IN))),
+    Param("ffn.down_proj.weight", ((RES, OUT), (FFN, IN))),
 )
 
 
@@ -69,6 +90,9 @@ class FamilyLayout:
     pre_ln: bool = False
     layer_params: tuple = TRANSFORMER_LAYER
     untie_hint: str = ""  # how to build a target whose output projection is untied (one-line errors)
+    ffn_in_key: str = "fc1.weight"  # a layer's FFN input matrix: its rows give the FFN width
+    norm: str = "layernorm"  # or "rmsnorm" (no centring: the mean-filled exact mode does not apply)
+    grouped_query: bool = False  # key/value heads on their own width KV (GQA)
 
     def layer_key(self, layer: int, name: str) -> str:
         return f"{self.layer_prefix}{layer}.{name}"
@@ -117,12 +141,34 @@ GPT = FamilyLayout(
                 "that fairseq-train builds always ties them)"),
 )
 
-LAYOUTS = {"bert": BERT, "gpt": GPT}
+LLAMA = FamilyLayout(
+    family="llama",
+    layer_prefix="decoder.layers.",
+    embed_tokens="decoder.embed_tokens.weight",
+    globals=(
+        Param("decoder.embed_tokens.weight", (None, (RES, OUT))),
+        *_rmsnorm("decoder.norm", feeds_tied_output=True),
+        Param("decoder.output_projection.weight", (None, (RES, OUT))),
+    ),
+    # a tied b2b_llama keeps only decoder.embed_tokens.weight; an untied one has both keys
+    tied={"decoder.output_projection.weight": "decoder.embed_tokens.weight"},
+    pre_ln=True,
+    layer_params=LLAMA_LAYER,
+    untie_hint="build the target without --share-decoder-input-output-embed (b2b-grow takes it from the source)",
+    ffn_in_key="ffn.up_proj.weight",
+    norm="rmsnorm",
+    grouped_query=True,
+)
+
+LAYOUTS = {"bert": BERT, "gpt": GPT, "llama": LLAMA}
 
 
 def detect_family(state_dict) -> FamilyLayout:
-    """The layout whose token embedding key the state dict has."""
+    """The layout whose token embedding key the state dict has and whose layers (if any) have
+    its FFN (GPT and LLaMA share ``decoder.embed_tokens.weight``)."""
     for layout in LAYOUTS.values():
-        if layout.embed_tokens in state_dict:
+        if layout.embed_tokens in state_dict and (
+                not layout.num_layers(state_dict) or layout.layer_key(0, layout.ffn_in_key) in state_dict):
             return layout
-    raise ValueError("state dict is neither a BERT-family (roberta) nor a GPT-family (transformer_lm) model")
+    raise ValueError("state dict is neither a BERT-family (roberta), a GPT-family (transformer_lm) nor a "
+                     "LLaMA-family (b2b_llama) model")

@@ -57,3 +57,34 @@ def heads_to_neurons(head_mapping: torch.Tensor, head_dim: int) -> torch.Tensor:
     """Head-wise expansion (eq. 11): a mapping over heads becomes one over their neurons, so
     that whole heads are copied and the head size stays fixed."""
     return (head_mapping[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
+
+
+def grouped_query_head_mappings(src_heads: int, src_kv: int, tgt_heads: int, tgt_kv: int,
+                                generator: torch.Generator) -> tuple:
+    """Head mappings (eq. 11) of grouped-query attention: ``(query map, key/value map)``.
+
+    Key/value heads get their own mapping (eqs. 5-6).  Query head ``h`` belongs to group
+    ``h // (heads / kv_heads)`` (fairseq and HuggingFace order).  Each target query head copies a
+    query head of the source group whose key/value head its own group copies, so every grown head
+    attends exactly as its source head does; the first query slots of each source group take its
+    heads in order (identity when the group size is unchanged), the others are drawn uniformly in
+    rounds.  Raises ValueError when some source query head would not be copied at all (the
+    caller checks the counts first, see ``growth.grow.check_growable``).
+    """
+    kv = sample_mapping(src_kv, tgt_kv, generator)
+    group, tgt_group = src_heads // src_kv, tgt_heads // tgt_kv
+    slots = [[] for _ in range(src_kv)]
+    for j in range(tgt_kv):
+        slots[int(kv[j])].extend(range(j * tgt_group, (j + 1) * tgt_group))
+    query = torch.empty(tgt_heads, dtype=torch.long)
+    for i, targets in enumerate(slots):
+        if len(targets) < group:
+            raise ValueError(f"source key/value head {i} is copied into {len(targets)} query slots, fewer than its "
+                             f"{group} query heads")
+        members = torch.arange(i * group, (i + 1) * group)
+        query[targets[:group]] = members
+        extra = len(targets) - group
+        if extra:
+            rounds = torch.cat([torch.randperm(group, generator=generator) for _ in range(-(-extra // group))])
+            query[targets[group:]] = members[rounds[:extra]]
+    return query, kv

@@ -22,8 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rms_norm import RMSNorm
-
 WEIGHTS, BLEND = "stat_weights", "stat_blend"
 
 
@@ -136,28 +134,43 @@ class WeightedLayerNorm(_StatisticsWeights, nn.LayerNorm):
         return f"{super().extra_repr()}, blend={self._blend:.4g}"
 
 
-class WeightedRMSNorm(_StatisticsWeights, RMSNorm):
+def is_rmsnorm(module: nn.Module) -> bool:
+    """An RMSNorm with a gain (``models.rms_norm.RMSNorm``, ``torch.nn.RMSNorm``), by duck type: this
+    module imports nothing of the package."""
+    return (type(module).__name__.endswith("RMSNorm") and getattr(module, "weight", None) is not None
+            and hasattr(module, "normalized_shape") and hasattr(module, "eps"))
+
+
+class WeightedRMSNorm(_StatisticsWeights, nn.Module):
     """RMSNorm with a weighted second moment ``ms = sum_j w_j x_j^2``: with the weights of
     ``stream_statistics_weights`` a grown stream has the source's ``mean(x^2)``, so the output is a
-    copy of the source's (the LLaMA family's exact growth); blended to uniform like the LayerNorm."""
+    copy of the source's (the LLaMA family's exact growth); blended to uniform like the LayerNorm,
+    then replaced by ``plain_class`` (the RMSNorm class the model built). Statistics in fp32 at
+    least, as ``models.rms_norm.RMSNorm``."""
 
-    def __init__(self, dim: int, weights: torch.Tensor, eps: float = 1e-5):
-        super().__init__(dim, eps=eps)
+    def __init__(self, dim: int, weights: torch.Tensor, eps: float = 1e-5, plain_class: type | None = None):
+        super().__init__()
+        self.normalized_shape = (int(dim),)
+        self.eps = float(eps)
+        self.weight = nn.Parameter(torch.ones(dim))
         self._init_statistics(weights)
+        self.plain_class = plain_class
 
     def plain(self) -> nn.Module:
-        new = RMSNorm(self.normalized_shape[0], eps=self.eps)
+        new = self.plain_class(self.normalized_shape[0], eps=self.eps)
         new.weight = self.weight
         return new
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        if self._blend >= 1.0:  # uniform: exactly RMSNorm
-            return super().normalize(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x if x.dtype == torch.float64 else x.float()
-        return xf * torch.rsqrt((xf * xf).matmul(self.effective_weights(xf.dtype)).unsqueeze(-1) + self.eps)
+        if self._blend >= 1.0:  # uniform: RMSNorm's own computation
+            ms = xf.pow(2).mean(-1, keepdim=True)
+        else:
+            ms = (xf * xf).matmul(self.effective_weights(xf.dtype)).unsqueeze(-1)
+        return self.weight * (xf * torch.rsqrt(ms + self.eps)).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, blend={self._blend:.4g}"
+        return f"{self.normalized_shape[0]}, eps={self.eps}, blend={self._blend:.4g}"
 
 
 def _parent(model: nn.Module, name: str):
@@ -182,8 +195,8 @@ def install(model: nn.Module, weights: dict, blend: float = 0.0) -> None:
                 old.stat_weights.copy_(w)
             old.set_blend(blend)
             continue
-        if isinstance(old, RMSNorm):
-            new = WeightedRMSNorm(old.normalized_shape[0], w.to(old.weight.device), eps=old.eps)
+        if is_rmsnorm(old):
+            new = WeightedRMSNorm(old.normalized_shape[0], w.to(old.weight.device), eps=old.eps, plain_class=type(old))
             new.weight = old.weight
         elif is_layernorm(old) and old.weight is not None:
             new = WeightedLayerNorm(old.normalized_shape, w.to(old.weight.device), eps=old.eps, plain_class=type(old))
