@@ -55,13 +55,17 @@ def test_b2b_grow_exact_keeps_the_logits_beside_paper_fpi(llama_source, small_bi
     assert "kv_heads=6, head_dim=8" in report["target_shape"] and out.is_file()
 
 
-def test_b2b_grow_refuses_head_counts_without_a_group_mapping(llama_source, tmp_path):
+@pytest.mark.parametrize("dim,heads,kv_heads,needle", [
+    (72, 9, 3, "query heads 8 -> 9 with key/value heads 2 -> 3 allow no group-preserving head mapping"),
+    (96, 12, 5, "--decoder-kv-heads 5 does not divide --decoder-attention-heads 12"),
+])
+def test_b2b_grow_refuses_head_counts_without_a_group_mapping(llama_source, tmp_path, dim, heads, kv_heads, needle):
     path, _ = llama_source
     out = tmp_path / "bad.pt"
-    proc = run_cli("b2b-grow", "--source", path, "--arch", "b2b_llama", "--decoder-embed-dim", "72",
-                   "--decoder-attention-heads", "9", "--decoder-kv-heads", "3", "--output", out, check=False)
+    proc = run_cli("b2b-grow", "--source", path, "--arch", "b2b_llama", "--decoder-embed-dim", dim,
+                   "--decoder-attention-heads", heads, "--decoder-kv-heads", kv_heads, "--output", out, check=False)
     assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "query heads 8 -> 9 with key/value heads 2 -> 3 allow no group-preserving head mapping" in proc.stderr
+    assert needle in proc.stderr
     assert not any(tmp_path.iterdir())
 
 

@@ -15,6 +15,7 @@ State-dict keys (those of the import/export in ``fairseq_b2b.hf``)::
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from fairseq.models import FairseqIncrementalDecoder, FairseqLanguageModel, register_model, register_model_architecture
@@ -171,8 +172,6 @@ def inherit_from_source(args) -> None:
     source = getattr(args, "init_from_small", None)
     recorded = {}
     if source and any(getattr(args, k, None) is None for k in INHERITED):
-        import os
-
         if os.path.isfile(source):
             from ..growth_hook import checkpoint_model_args, load_checkpoint
 
