@@ -6,17 +6,9 @@ import secrets
 
 import torch
 
+from .fairseq_args import parse_training_args
+
 LEGACY_TEMP = r"\.tmp-[0-9a-f]{16}\.pt"  # the temporaries of earlier versions (no process id)
-
-
-def parse_training_args(argv: list):
-    """fairseq-train's parser on ``argv`` (data dir first), with this plugin loaded."""
-    from fairseq import options
-
-    from .cli.train import with_user_dir
-
-    parser = options.get_training_parser()
-    return options.parse_args_and_arch(parser, input_args=with_user_dir(argv))
 
 
 def build_from_args(args):

@@ -127,10 +127,8 @@ def grow_into(model, target_family: str, target_args, dict_checksum: str | None,
     result = grow_state_dict(source_sd, layout, src_shape, tgt_shape, method=method, exact=exact, seed=seed,
                              target_init=target_sd, weighted_layernorm=weighted_layernorm)
     model.load_state_dict(result.state_dict, strict=True)
-    if result.layernorm_weights:
-        from .models.weighted_layernorm import install
-
-        install(model, result.layernorm_weights)
+    if result.layernorm_weights:  # the b2b_ models' WeightedLayerNormMixin (this module sits below models)
+        model.install_layernorm_weights(result.layernorm_weights)
     result.notes[:0] = list(notes)
     eps = float(_get(src_args, "layernorm_eps", None) or 1e-5) if inherit_eps else float(
         _get(target_args, "layernorm_eps", None) or 1e-5)

@@ -182,6 +182,18 @@ def _make_parents(folder: str) -> list:
     return created[::-1]
 
 
+def missing_parents(folder: str) -> list:
+    """``folder`` and its ancestors that do not exist yet, outermost first."""
+    missing = []
+    while folder and not os.path.exists(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return missing[::-1]
+
+
 def remove_created(folders: list) -> None:
     """Remove the folders a refused or failed run created (innermost first), if still empty."""
     for folder in reversed(folders):

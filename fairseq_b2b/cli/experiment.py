@@ -49,8 +49,7 @@ def main(argv=None) -> None:
         raise SystemExit("b2b-experiment: error: the paper preset needs --data DATA_BIN (Wikipedia + BookCorpus, "
                          "see preprocess/prepare_wikibooks.sh)")
     only = [o.strip() for o in args.only.split(",") if o.strip()] if args.only else None
-    from ..outputs import OutputError, check_output, remove_created
-    from .train import _missing_parents
+    from ..outputs import OutputError, check_output, missing_parents, remove_created
 
     try:  # before any data is prepared: the output folder (reused when it exists) and the arguments
         root = check_output(args.output, "dir", what="--output", replaceable=lambda path: True)
@@ -61,7 +60,7 @@ def main(argv=None) -> None:
             select(plan(preset, families, None, 1, passthrough), only)
     except (OutputError, ExperimentError) as e:
         raise SystemExit(f"b2b-experiment: error: {e}") from None
-    created = _missing_parents(root)  # removed again (when empty) if the run is refused
+    created = missing_parents(root)  # removed again (when empty) if the run is refused
     ok = False
     try:
         if args.dry_run:

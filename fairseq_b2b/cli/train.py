@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ..fairseq_args import user_dir, with_user_dir
+
 PROG = "b2b-train"
 # the model families each task trains (the b2b_ archs record theirs as ``family``)
 TASK_FAMILIES = {"b2b_masked_lm": ("bert",), "masked_lm": ("bert",), "sentence_prediction": ("bert",),
@@ -21,21 +23,8 @@ FAMILY_TASKS = {"bert": "b2b_masked_lm", "gpt": "b2b_language_modeling", "llama"
 UPE_FLAG = "--updates-per-epoch"
 
 
-def user_dir() -> str:
-    import fairseq_b2b
-
-    return os.path.dirname(os.path.abspath(fairseq_b2b.__file__))
-
-
 def print_user_dir() -> None:
     print(user_dir())
-
-
-def with_user_dir(argv: list) -> list:
-    """``argv`` plus ``--user-dir`` pointing at this package, unless the user gave one."""
-    if any(a == "--user-dir" or a.startswith("--user-dir=") for a in argv):
-        return list(argv)
-    return list(argv) + ["--user-dir", user_dir()]
 
 
 def parse(argv: list, parse_known: bool = False):
@@ -177,18 +166,6 @@ def absolute_paths(argv: list, args) -> list:
     return out
 
 
-def _missing_parents(folder: str) -> list:
-    """``folder`` and its ancestors that do not exist yet, outermost first."""
-    missing = []
-    while folder and not os.path.exists(folder):
-        missing.append(folder)
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    return missing[::-1]
-
-
 def _has_checkpoints(save_dir) -> bool:
     try:
         return any(name.endswith(".pt") for name in os.listdir(save_dir))
@@ -302,12 +279,12 @@ def main(argv=None) -> None:
     except B2BError as e:
         raise SystemExit(f"{PROG}: error: {e}") from None
     argv = absolute_paths(argv, args)
-    from ..outputs import remove_created
+    from ..outputs import missing_parents, remove_created
 
     created = []  # the folders this run makes: removed again (if empty) when it is refused
     log_file = getattr(args, "log_file", None)
     for folder in (getattr(args, "save_dir", None), os.path.dirname(os.path.abspath(log_file)) if log_file else None):
-        created += [f for f in _missing_parents(os.path.abspath(folder)) if f not in created] if folder else []
+        created += [f for f in missing_parents(os.path.abspath(folder)) if f not in created] if folder else []
     new_log = bool(log_file) and not os.path.exists(log_file)
     make_log_dir(args)
     sys.argv = [PROG] + with_user_dir(argv)

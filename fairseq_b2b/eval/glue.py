@@ -207,10 +207,9 @@ def prepare_task(spec: TaskSpec, glue_dir: Path, codes: Path, dict_path: Path, o
             return meta
     tmp = Path(out) / f".{spec.name}-bin.tmp"
     shutil.rmtree(tmp, ignore_errors=True)  # a killed run's
-    from ..cli.train import _missing_parents
-    from ..outputs import remove_created
+    from ..outputs import missing_parents, remove_created
 
-    created = _missing_parents(os.path.abspath(out))
+    created = missing_parents(os.path.abspath(out))
     try:
         return _prepare_into(tmp, dest, spec, files, key, codes, dict_path, workers, verbose)
     except BaseException:  # a refused or interrupted preparation leaves no temporary folder, no empty folder
@@ -381,7 +380,7 @@ def train_args(spec: TaskSpec, meta: Dict, data_bin: Path, ckpt: str, summary: D
 
 
 def run_training(train_argv: List[str], log_path: Path, verbose: bool) -> None:
-    from ..cli.train import with_user_dir
+    from ..fairseq_args import with_user_dir
 
     cmd = [sys.executable, "-m", "fairseq_b2b.cli.train", *train_argv]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONWARNINGS="ignore")

@@ -191,7 +191,7 @@ def _scoring_plan(args, summary: Dict) -> Dict:
 
 def eval_lm_args(data_bin, args, plan: Dict, summary: Dict) -> List[str]:
     """The ``fairseq-eval-lm`` arguments (after the program name) for one binarized file."""
-    from ..cli.train import user_dir
+    from ..fairseq_args import user_dir
 
     cmd = [str(data_bin), "--path", str(args.path), "--user-dir", user_dir(), "--task", "language_modeling",
            "--gen-subset", "test", "--sample-break-mode", args.sample_break_mode,

@@ -84,6 +84,13 @@ class WeightedLayerNormMixin:
         sync_with_state_dict(self, state_dict)
         return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
+    def install_layernorm_weights(self, weights: dict) -> None:
+        """Exact growth (``growth_hook.grow_into``): the LayerNorms named in ``weights`` (module name
+        -> statistics weights) become weighted-statistics ones."""
+        from .weighted_layernorm import install
+
+        install(self, weights)
+
 
 def dictionary_checksum(dictionary) -> str:
     """A short fingerprint of a fairseq dictionary's symbols, kept in the model args so that
