@@ -76,7 +76,16 @@ class Preset:
     family_overrides: dict = field(default_factory=dict)  # family -> {Preset field: value} for that family
     jobs: int | None = None  # default parallel runs (None: one per CPU core)
     cpu: bool = True
+    # Table 2 in miniature (experiment/downstream.py): {"cls": {...}, "qa": {...}} fine-tuning recipes of the
+    # built-in tasks for every BERT method's final model; empty: off
+    downstream: dict = field(default_factory=dict)
     sentence: str = "shall i compare thee to a summer 's day ? thou art more lovely and more temperate"
+
+
+#: the built-in tasks' recipe for tiny models (the commands' defaults are the paper's, for BERT-base)
+TINY_DOWNSTREAM = {"cls": dict(train_per_class=1000, dev_per_class=250, lr=3e-4, epochs=3, batch_size=32),
+                   "qa": dict(train_questions=2000, dev_questions=500, lr=1e-3, epochs=4, batch_size=16,
+                              doc_stride=8, max_answer_length=8)}
 
 
 def _common(lr, warmup, extra=(), dropout=0.1):
@@ -151,7 +160,7 @@ PRESETS = {
         family_overrides={"gpt": dict(tokens_per_sample=64, source_epochs=4, target_epochs=4, short_source_epochs=1,
                                       submodel_layers=2, stacking_schedule="2:1,4:3", mslt_layers=2,
                                       mslt_full_epochs=2, share_until_epoch=1)},
-        data_lines=25000, valid_lines=600, num_merges=500, log_interval=10,
+        data_lines=25000, valid_lines=600, num_merges=500, log_interval=10, downstream=TINY_DOWNSTREAM,
     ),
     "gpu": Preset(
         name="gpu",

@@ -85,6 +85,10 @@ def run_experiment(preset: Preset, root: str, data: str | None = None, families=
     threads = 1 if preset.cpu else None
     finished_before = {r.name for r in runs if os.path.exists(os.path.join(root, "runs", r.name, "DONE"))}
     seconds = _run_all(root, data_bin, preset, runs, jobs, threads)
+    if preset.downstream:  # Table 2 in miniature: every BERT method's final model on the built-in tasks
+        from .downstream import run_downstream
+
+        run_downstream(root, preset, runs, jobs, threads)
     _record_timing(root, {"wall_seconds": time.perf_counter() - started, "jobs": jobs,
                           "trained": {n: s for n, s in seconds.items() if n not in finished_before},
                           "reused": sorted(finished_before)})
@@ -121,4 +125,8 @@ def dry_run_commands(preset: Preset, root: str, families, data: str | None, only
         argv = command_line(data_arg(root, data_bin), run)
         out.append(f"cd {shlex.quote(root)} && mkdir -p {shlex.quote(os.path.join('runs', run.name))} && "
                    f"{shlex.join(argv)}")
+    if preset.downstream:
+        from .downstream import dry_run_lines
+
+        out += dry_run_lines(preset, root, runs)
     return out
