@@ -5,21 +5,22 @@ import math
 
 import torch
 
+from .fairseq_args import option
+
 
 def _batches(task, split: str, model, cfg=None, max_batches: int | None = None):
     """The batches fairseq-train validates on (mirrors Trainer.get_valid_iterator)."""
     from fairseq import utils
 
-    dataset_cfg = cfg.dataset if cfg is not None else {}
-    get = lambda key, default: dataset_cfg.get(key, default) if dataset_cfg else default  # noqa: E731
+    dataset_cfg = cfg.dataset if cfg is not None else None
     task.load_dataset(split, combine=False, epoch=1)
     itr = task.get_batch_iterator(
         dataset=task.dataset(split),
-        max_tokens=get("max_tokens_valid", None) or get("max_tokens", None),
-        max_sentences=get("batch_size_valid", None) or get("batch_size", None),
+        max_tokens=option(dataset_cfg, "max_tokens_valid", None) or option(dataset_cfg, "max_tokens", None),
+        max_sentences=option(dataset_cfg, "batch_size_valid", None) or option(dataset_cfg, "batch_size", None),
         max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
-        ignore_invalid_inputs=get("skip_invalid_size_inputs_valid_test", False),
-        required_batch_size_multiple=get("required_batch_size_multiple", 8),
+        ignore_invalid_inputs=option(dataset_cfg, "skip_invalid_size_inputs_valid_test", False),
+        required_batch_size_multiple=option(dataset_cfg, "required_batch_size_multiple", 8),
         seed=cfg.common.seed if cfg is not None else 1,
         epoch=1,
     ).next_epoch_itr(shuffle=False)

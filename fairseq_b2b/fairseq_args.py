@@ -1,5 +1,5 @@
-"""fairseq's command-line arguments with this plugin loaded: the ``--user-dir`` to pass, and
-fairseq-train's parser on an argv.
+"""fairseq's command-line arguments with this plugin loaded: the ``--user-dir`` to pass,
+fairseq-train's parser on an argv, and the one reader of an option from parsed arguments.
 
 It imports nothing of the package, so every layer may use it: ``checkpoints`` parses with it
 and ``cli.train`` builds ``b2b-train`` on it, without either importing the other's module.
@@ -27,3 +27,19 @@ def parse_training_args(argv: list):
 
     parser = options.get_training_parser()
     return options.parse_args_and_arch(parser, input_args=with_user_dir(argv))
+
+
+def option(args, name: str, default=None):
+    """One option of parsed arguments - a Namespace, an OmegaConf DictConfig, or a plain dict (a
+    checkpoint's ``cfg["model"]``) - or ``default`` when ``args`` is None or the option is missing
+    or None (fairseq's "not given")."""
+    if args is None:
+        return default
+    if isinstance(args, dict):
+        value = args.get(name, default)
+    else:
+        try:
+            value = getattr(args, name)
+        except (AttributeError, KeyError):
+            return default
+    return default if value is None else value

@@ -8,6 +8,7 @@ import time
 
 
 from .errors import B2BError
+from .fairseq_args import option
 from .growth import GrowthError, ModelShape, grow_state_dict, infer_shape
 from .growth.grow import untied_outputs
 from .growth.layout import detect_family
@@ -49,14 +50,6 @@ def checkpoint_model_args(state: dict):
     return state.get("args")
 
 
-def _get(args, name, default=None):
-    if args is None:
-        return default
-    if isinstance(args, dict):
-        return args.get(name, default)
-    return getattr(args, name, default)
-
-
 def model_shape(args, family: str, state_dict: dict | None = None) -> ModelShape:
     """ModelShape from a model's args (heads are only known there; the LLaMA family's key/value
     heads and head size too)."""
@@ -64,27 +57,27 @@ def model_shape(args, family: str, state_dict: dict | None = None) -> ModelShape
     if state_dict is not None:
         from .growth.layout import LAYOUTS
 
-        return infer_shape(state_dict, LAYOUTS[family], int(_get(args, f"{side}_attention_heads")))
-    shape = (int(_get(args, f"{side}_layers")), int(_get(args, f"{side}_embed_dim")),
-             int(_get(args, f"{side}_ffn_embed_dim")), int(_get(args, f"{side}_attention_heads")))
+        return infer_shape(state_dict, LAYOUTS[family], int(option(args, f"{side}_attention_heads")))
+    shape = (int(option(args, f"{side}_layers")), int(option(args, f"{side}_embed_dim")),
+             int(option(args, f"{side}_ffn_embed_dim")), int(option(args, f"{side}_attention_heads")))
     if family == "llama":
-        return ModelShape(*shape, kv_heads=int(_get(args, "decoder_kv_heads") or shape[3]),
-                          head_size=int(_get(args, "decoder_head_dim") or shape[1] // shape[3]))
+        return ModelShape(*shape, kv_heads=int(option(args, "decoder_kv_heads") or shape[3]),
+                          head_size=int(option(args, "decoder_head_dim") or shape[1] // shape[3]))
     return ModelShape(*shape)
 
 
 def resume_checkpoint(args) -> str | None:
     """The checkpoint fairseq-train will restore after building the model, if any (mirrors
     fairseq.checkpoint_utils.load_checkpoint)."""
-    save_dir = _get(args, "save_dir")
-    restore = _get(args, "restore_file", "checkpoint_last.pt")
+    save_dir = option(args, "save_dir")
+    restore = option(args, "restore_file", "checkpoint_last.pt")
     if save_dir is None or restore is None:
         return None
     if restore == "checkpoint_last.pt":
-        last = os.path.join(save_dir, f"checkpoint_last{_get(args, 'checkpoint_suffix', '') or ''}.pt")
+        last = os.path.join(save_dir, f"checkpoint_last{option(args, 'checkpoint_suffix', '') or ''}.pt")
         if os.path.exists(last):
             return last
-        finetune = _get(args, "finetune_from_model")
+        finetune = option(args, "finetune_from_model")
         return finetune if finetune and os.path.exists(finetune) else None
     return restore if os.path.exists(restore) else None
 
@@ -111,7 +104,7 @@ def grow_into(model, target_family: str, target_args, dict_checksum: str | None,
                        f"{target_family.upper()}-family: grow BERT into b2b_bert_*, GPT into b2b_gpt_* and LLaMA into "
                        "b2b_llama_*")
     src_args = checkpoint_model_args(state)
-    src_checksum = _get(src_args, "b2b_dictionary_checksum")
+    src_checksum = option(src_args, "b2b_dictionary_checksum")
     target_sd = model.state_dict()
     vocab_src = source_sd[layout.embed_tokens].shape[0]
     vocab_tgt = target_sd[layout.embed_tokens].shape[0]
@@ -119,7 +112,7 @@ def grow_into(model, target_family: str, target_args, dict_checksum: str | None,
         raise B2BError(f"dictionary mismatch: '{path}' was trained with a {vocab_src}-symbol dictionary "
                        f"(checksum {src_checksum}), the target data has {vocab_tgt} (checksum {dict_checksum}); "
                        "binarize the target data with the source's dict.txt (fairseq-preprocess --srcdict)")
-    if _get(src_args, f"{'encoder' if target_family == 'bert' else 'decoder'}_attention_heads") is None:
+    if option(src_args, f"{'encoder' if target_family == 'bert' else 'decoder'}_attention_heads") is None:
         raise B2BError(f"checkpoint '{path}' does not record its attention heads: it is not a fairseq checkpoint")
     src_shape = model_shape(src_args, layout.family, source_sd)
     tgt_shape = model_shape(target_args, layout.family)
@@ -130,8 +123,8 @@ def grow_into(model, target_family: str, target_args, dict_checksum: str | None,
     if result.layernorm_weights:  # the b2b_ models' WeightedLayerNormMixin (this module sits below models)
         model.install_layernorm_weights(result.layernorm_weights)
     result.notes[:0] = list(notes)
-    eps = float(_get(src_args, "layernorm_eps", None) or 1e-5) if inherit_eps else float(
-        _get(target_args, "layernorm_eps", None) or 1e-5)
+    eps = float(option(src_args, "layernorm_eps", None) or 1e-5) if inherit_eps else float(
+        option(target_args, "layernorm_eps", None) or 1e-5)
     eps *= result.layernorm_eps_scale
     # recorded in the args; the model's LayerNorms get it from the caller (models.common.finish_build,
     # b2b-grow): this module sits below fairseq_b2b.models and never imports models.common
@@ -161,7 +154,7 @@ def _adapt_embed_scale(source_sd: dict, layout, src_args, target_embed_scale: fl
     its (tied) embedding and compensate on the LayerNorm that feeds the tied output, so that
     the source function is unchanged before it is grown into a target with another scale."""
     src_dim = source_sd[layout.embed_tokens].shape[1]
-    src_scale = 1.0 if _get(src_args, "no_scale_embedding", True) else src_dim ** 0.5
+    src_scale = 1.0 if option(src_args, "no_scale_embedding", True) else src_dim ** 0.5
     ratio = src_scale / target_embed_scale
     if ratio == 1.0:
         return source_sd
@@ -187,7 +180,7 @@ def weighted_layernorm_choice(exact: bool, weighted: bool, task) -> tuple:
     if not (exact or weighted):
         return False, ()
     task_cfg = getattr(task, "b2b_cfg", None)  # the two-stage tasks' config (language_modeling keeps no task.cfg)
-    anneal = _get(task_cfg if task_cfg is not None else getattr(task, "cfg", None), "growth_anneal_updates", None)
+    anneal = option(task_cfg if task_cfg is not None else getattr(task, "cfg", None), "growth_anneal_updates", None)
     if anneal:
         return True, ()
     why = ("--growth-anneal-updates 0" if anneal is not None else
@@ -200,7 +193,7 @@ def weighted_layernorm_choice(exact: bool, weighted: bool, task) -> tuple:
 
 def maybe_grow(model, family: str, args, task, inherit_eps: bool = False) -> None:
     """The ``--init-from-small`` hook, called when a ``b2b_`` model is built."""
-    path = _get(args, "init_from_small")
+    path = option(args, "init_from_small")
     if not path:
         return
     resume = resume_checkpoint(args)
@@ -211,20 +204,20 @@ def maybe_grow(model, family: str, args, task, inherit_eps: bool = False) -> Non
         except GrowthError as e:  # truncated by a killed save, or not a checkpoint
             raise SystemExit(f"fairseq-b2b: error: {e}; move it away to grow from --init-from-small again, or pass "
                              "--restore-file with an intact checkpoint") from None
-        eps = _get(restored, "layernorm_eps", None)
+        eps = option(restored, "layernorm_eps", None)
         if inherit_eps and eps:  # the grown run's LayerNorm eps came from its source: keep it on resume
             args.layernorm_eps = float(eps)  # finish_build sets it on the model
         # as after a growth: the saved args say where the weights came from, and loading a
         # checkpoint of the resumed run never grows again
-        args.b2b_grown_from = _get(restored, "b2b_grown_from", None)
+        args.b2b_grown_from = option(restored, "b2b_grown_from", None)
         args.init_from_small = None
         return
-    exact = bool(_get(args, "growth_exact", False))
-    weighted, notes = weighted_layernorm_choice(exact, bool(_get(args, "growth_weighted_layernorm", False)), task)
+    exact = bool(option(args, "growth_exact", False))
+    weighted, notes = weighted_layernorm_choice(exact, bool(option(args, "growth_weighted_layernorm", False)), task)
     try:
-        report = grow_into(model, family, args, _get(args, "b2b_dictionary_checksum"), path,
-                           _get(args, "growth_method", "aki"), exact,
-                           int(_get(args, "growth_seed", 1)), model.embed_scale_value(), inherit_eps,
+        report = grow_into(model, family, args, option(args, "b2b_dictionary_checksum"), path,
+                           option(args, "growth_method", "aki"), exact,
+                           int(option(args, "growth_seed", 1)), model.embed_scale_value(), inherit_eps,
                            weighted_layernorm=weighted, notes=notes, what="--init-from-small")
     except GrowthError as e:
         raise SystemExit(f"fairseq-b2b: error: {e}") from None

@@ -35,10 +35,11 @@ Rules:
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
+
+from .json_log import json_record
 
 FLOPS_KEYS = ("train_flops", "flops")
 METRIC = "valid_loss"
@@ -103,17 +104,6 @@ def _lines(path: str):
         yield from f
 
 
-def _record(line: str) -> dict | None:
-    start = line.find("{")
-    if start < 0 or '"loss"' not in line and "_loss" not in line:
-        return None
-    try:
-        record = json.loads(line[start:])
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def _flops(record: dict):
     for key in FLOPS_KEYS:
         for prefix in ("", "train_", "valid_"):
@@ -135,7 +125,7 @@ def read_curve(path: str, name: str | None = None, valid_subset: str = "valid") 
     last_flops, last_updates = 0.0, 0
     loss_key, updates_key = f"{valid_subset}_loss", f"{valid_subset}_num_updates"
     for line in _lines(path):
-        record = _record(line)
+        record = json_record(line, '"loss"', "_loss")
         if record is None:
             curve.finished = curve.finished or DONE_LINE in line
             continue

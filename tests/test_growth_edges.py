@@ -12,7 +12,7 @@ from fairseq_b2b.checkpoints import build_from_args, parse_training_args, train_
 from fairseq_b2b.cli import grow as grow_cli
 from fairseq_b2b.growth import BERT, GPT, GrowthError, ModelShape, grow_state_dict
 from fairseq_b2b.growth.expand import expand_in
-from fairseq_b2b.growth_hook import _get
+from fairseq_b2b.fairseq_args import option
 
 from conftest import TINY, run_cli
 from growth_helpers import random_state_dict
@@ -156,14 +156,14 @@ def test_grown_model_defaults_to_the_papers_stage_1_also_when_resumed(tmp_path, 
     train_in_process(argv)
     assert any("a model grown with --init-from-small: stage-1 sub-model training for 5 epochs" in line for line in b2b_log)
     first = torch.load(save / "checkpoint_last.pt", weights_only=False)["cfg"]
-    recorded = _get(first["model"], "b2b_grown_from")
-    assert first["task"]["submodel_epochs"] == 5 and _get(first["model"], "init_from_small") is None
+    recorded = option(first["model"], "b2b_grown_from")
+    assert first["task"]["submodel_epochs"] == 5 and option(first["model"], "init_from_small") is None
     assert recorded["method"] == "aki" and recorded["source"] == os.path.abspath(small_bert)
     b2b_log.clear()
     cfg, task, model = _build(argv)
     assert any("growth from" in line and "skipped" in line for line in b2b_log)
     assert task.submodel_epochs == 5 and task.submodel_layers == 3 and task.in_stage1()
-    assert _get(cfg.model, "init_from_small") is None and _get(cfg.model, "b2b_grown_from") == recorded
+    assert option(cfg.model, "init_from_small") is None and option(cfg.model, "b2b_grown_from") == recorded
     # a schedule baseline on a grown model needs no --submodel-epochs 0
     _, task, _ = _build([data_bin, "--arch", "b2b_bert_tiny_deep", *SCRATCH, "--init-from-small", small_bert,
                          "--stacking-schedule", "2:1,4:1", "--save-dir", str(tmp_path / "stack")])

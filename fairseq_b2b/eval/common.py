@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import B2BError
+from ..fairseq_args import option
+from ..fairseq_args import option as get  # noqa: F401  (cli.squad's name for it)
 
 
 class EvalError(B2BError):
@@ -139,19 +141,6 @@ def last_line(text: str) -> str:
 
 # ------------------------------------------------------------------------------ checkpoints
 
-def get(args, name, default=None):
-    """An attribute of a Namespace / DictConfig / dict, or ``default``."""
-    if args is None:
-        return default
-    if isinstance(args, dict):
-        return args.get(name, default)
-    try:
-        value = getattr(args, name)
-    except (AttributeError, KeyError):
-        return default
-    return default if value is None else value
-
-
 def checkpoint_summary(path) -> Dict:
     """What the evaluation commands need from a checkpoint, without building the model:
     ``{"family", "model_args", "task_args", "vocab", "checksum"}``.  One-line errors."""
@@ -173,7 +162,7 @@ def checkpoint_summary(path) -> Dict:
         "model_args": model_args,
         "task_args": task_args if task_args is not None else state.get("args"),
         "vocab": int(state["model"][layout.embed_tokens].shape[0]),
-        "checksum": get(model_args, "b2b_dictionary_checksum"),
+        "checksum": option(model_args, "b2b_dictionary_checksum"),
         "heads": sorted({k.split(".")[1] for k in state["model"] if k.startswith("classification_heads.")}),
     }
 
@@ -228,7 +217,7 @@ def finetune_argv(data: Path, task: str, criterion: str, ckpt, summary: Dict) ->
            "--restore-file", str(ckpt), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
            "--arch", summary["arch"]]
     for key in MODEL_KEYS:
-        value = get(summary["model_args"], key)
+        value = option(summary["model_args"], key)
         if value is None:
             continue
         flag = "--" + key.replace("_", "-")

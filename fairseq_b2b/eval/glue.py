@@ -55,8 +55,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..data.steps import file_digest
 from ..errors import one_line_errors
+from ..fairseq_args import option
+from ..json_log import json_record
 from .common import (EvalError, atomic_write, bpe_lines, check_dictionary, checkpoint_summary, device_flags,
-                     fairseq_preprocess, finetune_argv, fmt_cmd, get, last_line)
+                     fairseq_preprocess, finetune_argv, fmt_cmd, last_line)
 
 PROG = "b2b-glue"
 PREP_VERSION = 1
@@ -271,14 +273,14 @@ def bert_checkpoint(path, dict_path: Optional[Path]) -> Tuple[Dict, Path]:
     if summary["family"] != "bert":
         raise EvalError(f"{path} is a {summary['family'].upper()}-family model: GLUE fine-tuning needs a "
                         "BERT-family checkpoint (b2b_bert_*)")
-    arch = get(summary["model_args"], "arch") or get(summary["model_args"], "_name")
+    arch = option(summary["model_args"], "arch") or option(summary["model_args"], "_name")
     if not arch:
         raise EvalError(f"{path} does not record its --arch: it is not a fairseq-b2b checkpoint")
     summary["arch"] = arch
     if dict_path is None:
         from ..paths import resolve_data_dir
 
-        data = get(summary["task_args"], "data")
+        data = option(summary["task_args"], "data")
         data = resolve_data_dir(data, str(path)) or data  # recorded relative to the training folder
         dict_path = Path(str(data).split(os.pathsep)[0]) / "dict.txt" if data else None
         if dict_path is None or not dict_path.is_file():
@@ -354,7 +356,7 @@ def train_args(spec: TaskSpec, meta: Dict, data_bin: Path, ckpt: str, summary: D
     d = Dictionary.load(str(data_bin / "input0" / "dict.txt"))
     updates_per_epoch = math.ceil(meta["counts"]["train"] / setting["batch_size"])
     total = updates_per_epoch * setting["epochs"]
-    positions = int(get(summary["model_args"], "max_positions", 512))
+    positions = int(option(summary["model_args"], "max_positions", 512))
     cmd = finetune_argv(data_bin, "sentence_prediction", "sentence_prediction", ckpt, summary)
     cmd += ["--max-positions", str(positions), "--shorten-method", "truncate",
             "--init-token", str(d.bos()), "--separator-token", str(d.eos()), "--num-classes", str(spec.num_classes)]
@@ -499,9 +501,10 @@ def fairseq_best(log_path: Path, metric: str) -> Optional[float]:
     as it logs it), from the run's json log: a cross-check of the scores computed here."""
     values = []
     for line in log_path.read_text(errors="replace").splitlines():
-        if f'"valid_{metric}"' in line and "{" in line:
+        record = json_record(line, f'"valid_{metric}"')
+        if record is not None:
             try:
-                values.append(float(json.loads(line[line.index("{"):])[f"valid_{metric}"]))
+                values.append(float(record[f"valid_{metric}"]))
             except (ValueError, KeyError):
                 continue
     return max(values) if values else None

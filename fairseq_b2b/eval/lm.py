@@ -51,8 +51,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..errors import one_line_errors
+from ..fairseq_args import option
 from .common import (EvalError, atomic_write, bpe_lines, check_dictionary, check_text_file, checkpoint_summary,
-                     count_unknowns, device_flags, fairseq_preprocess, fmt_cmd, get, last_line, read_lines,
+                     count_unknowns, device_flags, fairseq_preprocess, fmt_cmd, last_line, read_lines,
                      unknown_summary)
 
 PROG = "b2b-eval-lm"
@@ -166,7 +167,7 @@ def _names(files: List[str], names: List[str]) -> List[str]:
 def _max_positions(summary: Dict) -> int:
     for args, key in ((summary["model_args"], "max_target_positions"), (summary["model_args"], "tokens_per_sample"),
                       (summary["task_args"], "tokens_per_sample")):
-        value = get(args, key)
+        value = option(args, key)
         if value:
             return int(value)
     raise EvalError("the checkpoint does not record its max positions: pass --tokens-per-sample")
@@ -200,7 +201,7 @@ def eval_lm_args(data_bin, args, plan: Dict, summary: Dict) -> List[str]:
            "--distributed-world-size", "1"]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
-    if get(summary["task_args"], "add_bos_token", False):
+    if option(summary["task_args"], "add_bos_token", False):
         cmd += ["--add-bos-token"]
     cmd += device_flags(args.cpu)
     if args.fp16:
@@ -320,7 +321,7 @@ def evaluate(args) -> Dict:
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    return {"checkpoint": str(args.path), "arch": get(summary["model_args"], "arch"), "data": str(args.data),
+    return {"checkpoint": str(args.path), "arch": option(summary["model_args"], "arch"), "data": str(args.data),
             "codes": str(args.codes), "sample_break_mode": args.sample_break_mode, "detokenize": args.detokenize,
             "unk_word": args.unk_word, **plan, "results": results}
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+from ..json_log import json_record
 from .plan import Run
 from .presets import ExperimentError
 
@@ -29,12 +30,8 @@ def say(msg: str) -> None:
 
 def _progress_line(tag: str, line: str) -> str | None:
     """A compact console line for fairseq's json training/validation records."""
-    start = line.find("{")
-    if start < 0 or ('"loss"' not in line and '"valid_loss"' not in line):
-        return None
-    try:
-        rec = json.loads(line[start:])
-    except json.JSONDecodeError:
+    rec = json_record(line, '"loss"', '"valid_loss"')
+    if rec is None:
         return None
     if "valid_loss" in rec:
         return (f"  [{tag}] update {rec.get('valid_num_updates', '?')} valid loss {float(rec['valid_loss']):.3f}")

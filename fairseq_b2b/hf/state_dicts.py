@@ -15,9 +15,9 @@ FAIRSEQ_TO_HF_ACT = {"gelu": "gelu", "gelu_accurate": "gelu_new", "gelu_fast": "
 
 def model_arg(args, name, default=None):
     """An attribute of a checkpoint's model args (Namespace or OmegaConf), ``default`` if unset."""
-    from ..growth_hook import _get
+    from ..fairseq_args import option
 
-    return _get(args, name, default)
+    return option(args, name, default)
 
 
 class HFWeights:

@@ -49,6 +49,7 @@ from torch import nn
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
+from ..fairseq_args import option
 from ..flops import FlopsModel, layer_stack_owner
 from ..optim.restrict import OptimizerSurgery, RestrictedStep, UnsupportedOptimizer
 from .schedules import (Boundary, MSLTSchedule, ShareThenUnshareSchedule, StackingSchedule, Submodel,
@@ -185,12 +186,6 @@ def layer_digests(model) -> List[str]:
     return out
 
 
-def _opt(cfg, name, default=None):
-    """A task option from a DictConfig or a Namespace (None -> default)."""
-    value = getattr(cfg, name, default)
-    return default if value is None else value
-
-
 def unwrap_model(model):
     """The fairseq model inside the data-parallel wrappers."""
     from ..models.common import SubmodelMixin
@@ -261,11 +256,11 @@ class TwoStageMixin:
     def _schedule_options(cfg) -> List[str]:
         """The schedule options given (at most one is allowed)."""
         given = []
-        if _opt(cfg, "stacking_schedule") is not None:
+        if option(cfg, "stacking_schedule") is not None:
             given.append(f"--stacking-schedule {cfg.stacking_schedule}")
-        if int(_opt(cfg, "mslt_layers", 0) or 0) != 0:
+        if int(option(cfg, "mslt_layers", 0) or 0) != 0:
             given.append(f"--mslt-layers {cfg.mslt_layers}")
-        if _opt(cfg, "share_layers_until") is not None:
+        if option(cfg, "share_layers_until") is not None:
             given.append(f"--share-layers-until {cfg.share_layers_until}")
         return given
 
@@ -291,12 +286,12 @@ class TwoStageMixin:
         if eb > 0 and max_epoch > 0 and eb >= max_epoch:
             fail(f"--submodel-epochs {eb} leaves no full-model epoch with --max-epoch {max_epoch}: "
                  f"stage 2 runs epochs Eb+1..E, so pass --submodel-epochs < --max-epoch")
-        if _opt(cfg, "stacking_schedule") is not None and max_epoch > 0:
+        if option(cfg, "stacking_schedule") is not None and max_epoch > 0:
             epochs = sum(e for _, e in parse_stacking_schedule(cfg.stacking_schedule))
             if epochs > max_epoch:
                 fail(f"--stacking-schedule {cfg.stacking_schedule} needs {epochs} epochs but --max-epoch is "
                      f"{max_epoch}: make the epochs add up to at most --max-epoch")
-        if _opt(cfg, "share_layers_until") is not None:
+        if option(cfg, "share_layers_until") is not None:
             unit, n = parse_share_until(cfg.share_layers_until)
             limit = max_epoch if unit == "epoch" else max_update
             if limit > 0 and n >= limit:
@@ -322,7 +317,7 @@ class TwoStageMixin:
     def _check_anneal_config(cfg, root, weighted_now: bool = False) -> None:
         """--growth-anneal-updates: not negative; within --max-update when the model anneals (grown
         now with --growth-exact / --growth-weighted-layernorm, or ``weighted_now``)."""
-        n = int(_opt(cfg, "growth_anneal_updates", 0))
+        n = int(option(cfg, "growth_anneal_updates", 0))
         if n < 0:
             fail(f"--growth-anneal-updates {n} is negative: pass the number of updates over which the exact growth's "
                  "weighted LayerNorms become standard (0 keeps standard LayerNorms)")
@@ -346,7 +341,7 @@ class TwoStageMixin:
             if self._anneal_checked:  # annealed in this run: the blend stays in the log, at 1
                 metrics.log_scalar("ln_blend", 1.0, weight=0, priority=870, round=4)
             return
-        n = int(_opt(self.b2b_cfg, "growth_anneal_updates", 0))
+        n = int(option(self.b2b_cfg, "growth_anneal_updates", 0))
         if not self._anneal_checked:
             self._anneal_checked = True
             self._check_anneal_config(self.b2b_cfg, _root_config(self.b2b_cfg), weighted_now=True)
@@ -365,7 +360,7 @@ class TwoStageMixin:
         ``--init-from-small`` (also when the run resumes and the growth hook skips the growth), 0 -
         plain training - for one trained from scratch or with a baseline schedule. The value is
         written back into the task config (so checkpoints record what ran) and logged."""
-        if _opt(cfg, "submodel_epochs") is not None:
+        if option(cfg, "submodel_epochs") is not None:
             eb = int(cfg.submodel_epochs)
             if eb > 0 and not from_checkpoint:
                 grown = _model_option(_root_config(cfg), "init_from_small")
@@ -392,7 +387,7 @@ class TwoStageMixin:
     def _check_schedule_options(cls, cfg, eb: int) -> Optional[str]:
         """Syntax and combinations of the schedule options; returns the one given (or None)."""
         given = cls._schedule_options(cfg)
-        if _opt(cfg, "mslt_stage_epochs") is not None and int(_opt(cfg, "mslt_layers", 0) or 0) == 0:
+        if option(cfg, "mslt_stage_epochs") is not None and int(option(cfg, "mslt_layers", 0) or 0) == 0:
             fail("--mslt-stage-epochs needs --mslt-layers (the number of layers each MSLT stage adds)")
         if len(given) > 1:
             fail(f"{given[0]} and {given[1]} are different training methods: pass only one of them")
@@ -402,23 +397,23 @@ class TwoStageMixin:
             fail(f"{given[0]} cannot be combined with stage-1 sub-model training (--submodel-epochs {eb}): "
                  f"drop --submodel-epochs or pass --submodel-epochs 0")
         try:
-            if _opt(cfg, "stacking_schedule") is not None:
+            if option(cfg, "stacking_schedule") is not None:
                 parse_stacking_schedule(cfg.stacking_schedule)
-            if _opt(cfg, "share_layers_until") is not None:
+            if option(cfg, "share_layers_until") is not None:
                 parse_share_until(cfg.share_layers_until)
         except ValueError as e:
             fail(str(e))
-        k = int(_opt(cfg, "mslt_layers", 0) or 0)
+        k = int(option(cfg, "mslt_layers", 0) or 0)
         if k < 0:
             fail(f"--mslt-layers {k} is negative: pass the number of layers each MSLT stage adds (0 = off)")
-        stage_epochs = _opt(cfg, "mslt_stage_epochs")
+        stage_epochs = option(cfg, "mslt_stage_epochs")
         if k > 0 and stage_epochs is not None and int(stage_epochs) < 1:
             fail(f"--mslt-stage-epochs {stage_epochs} must be >= 1")
         return given[0]
 
     def init_two_stage(self, cfg) -> None:
         self.b2b_cfg = cfg
-        self.submodel_epochs = int(_opt(cfg, "submodel_epochs", 0))
+        self.submodel_epochs = int(option(cfg, "submodel_epochs", 0))
         self.submodel_layers = int(cfg.submodel_layers)
         self.train_flops = 0
         self._epoch = 1
@@ -470,17 +465,17 @@ class TwoStageMixin:
                 fail(f"--submodel-layers {self.submodel_layers} exceeds the model's {depth} layers: "
                      f"pass 1 <= --submodel-layers <= {depth}, or --submodel-epochs 0")
             self._schedule = TwoStageSchedule(depth, self.submodel_layers, self.submodel_epochs, int(cfg.seed),
-                                              bool(_opt(cfg, "submodel_train_embeddings", False)))
+                                              bool(option(cfg, "submodel_train_embeddings", False)))
             self._sampler = self._schedule.sampler
-        elif _opt(cfg, "stacking_schedule") is not None:
+        elif option(cfg, "stacking_schedule") is not None:
             stages = parse_stacking_schedule(cfg.stacking_schedule)
             if stages[-1][0] != depth:
                 fail(f"--stacking-schedule {cfg.stacking_schedule} ends at depth {stages[-1][0]} but the target model "
                      f"has {depth} layers: the last depth must be the model's ({depth})")
             self._schedule = StackingSchedule(depth, stages)
-        elif int(_opt(cfg, "mslt_layers", 0) or 0) > 0:
+        elif int(option(cfg, "mslt_layers", 0) or 0) > 0:
             k = int(cfg.mslt_layers)
-            stage_epochs = int(cfg.mslt_stage_epochs) if _opt(cfg, "mslt_stage_epochs") is not None else 8
+            stage_epochs = int(cfg.mslt_stage_epochs) if option(cfg, "mslt_stage_epochs") is not None else 8
             if k > depth or depth % k:
                 fail(f"--mslt-layers {k} does not divide the target model's {depth} layers: each MSLT stage adds "
                      f"--mslt-layers layers until the model's depth")
@@ -588,7 +583,7 @@ class TwoStageMixin:
         if self._attempt and not any(p.grad is not None for p in inner.parameters()):
             self._missed += self._attempt_flops()  # the previous attempt never reached reduce_metrics
             self._attempt = []
-        if update_num == 0 and _opt(self.b2b_cfg, "validate_at_start", False) and not self._validated_at_start:
+        if update_num == 0 and option(self.b2b_cfg, "validate_at_start", False) and not self._validated_at_start:
             self._validated_at_start = True
             self.validate_at_start(model, criterion, sample)
         self._enter_phase(inner, optimizer, update_num)
@@ -855,7 +850,7 @@ class TwoStageMixin:
         blend = self._weighted_blend()
         if blend is None:
             return
-        n = int(_opt(self.b2b_cfg, "growth_anneal_updates", 0))
+        n = int(option(self.b2b_cfg, "growth_anneal_updates", 0))
         logger.warning(f"training stopped before the exact growth's LayerNorms finished annealing: they are still "
                        f"weighted (blend t = {blend:.4g} < 1, --growth-anneal-updates {n}), and so is the last "
                        "checkpoint (its layernorm_weighted_at_end, anneal_progress); train until update "
