@@ -17,6 +17,9 @@ embeddings of those tokens:
 * GPT-2 (byte-level BPE): ``<|endoftext|>`` (its eos) ``-> </s>``.  GPT-2 has no distinct
   bos/pad/unk token: ``<s>``, ``<pad>`` and ``<unk>`` become 3 *added* rows initialised to zero
   (never produced by GPT-2's tokenizer; with tied embeddings their logit is 0).
+* LLaMA family (``hf/llama.py``, GGUF files too): the tokens the tokenizer files (else
+  config.json's ids) name eos, bos, unk and pad fill ``</s>``, ``<s>``, ``<unk>``, ``<pad>`` in that
+  priority; a role without a token of its own (SmolLM2's pad is its eos) is an added zero row.
 
 Every other HF token keeps its string and its relative order: fairseq id =
 4 + (rank of the HF id among the non-special ids).  The vocabulary size is unchanged for BERT
@@ -44,8 +47,8 @@ from ..errors import B2BError
 HF_EXTRA = 'pip install ".[hf]" (run in the fairseq-b2b project folder: the package is not on PyPI)'
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 MASK = "<mask>"
-FAMILIES = {"bert": "bert", "gpt2": "gpt"}  # --family value -> fairseq_b2b family
-HF_MODEL_TYPES = {"bert": "bert", "gpt": "gpt2"}
+FAMILIES = {"bert": "bert", "gpt2": "gpt", "llama": "llama"}  # --family value -> fairseq_b2b family
+HF_MODEL_TYPES = {"bert": "bert", "gpt": "gpt2", "llama": "llama"}
 META_KEY = "b2b_hf"  # top-level key of an imported checkpoint holding the HF metadata
 META_FORMAT = 1
 
@@ -53,10 +56,12 @@ META_FORMAT = 1
 SPECIAL_ROLES = {
     "bert": (("<s>", "cls_token"), ("<pad>", "pad_token"), ("</s>", "sep_token"), ("<unk>", "unk_token"), (MASK, "mask_token")),
     "gpt": (("</s>", "eos_token"), ("<s>", "bos_token"), ("<unk>", "unk_token"), ("<pad>", "pad_token")),
+    "llama": (("</s>", "eos_token"), ("<s>", "bos_token"), ("<unk>", "unk_token"), ("<pad>", "pad_token")),
 }
 DEFAULT_SPECIAL_TOKENS = {
     "bert": {"cls_token": "[CLS]", "pad_token": "[PAD]", "sep_token": "[SEP]", "unk_token": "[UNK]", "mask_token": "[MASK]"},
     "gpt": {"eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"},
+    "llama": {},  # the tokenizer files and config.json's bos/eos/pad ids name them
 }
 
 def one_line(msg: str) -> str:
@@ -304,6 +309,8 @@ def _build_fairseq(family: str, data_dir: str, arch_args: list):
 
     if family == "bert":
         base = ["--task", "masked_lm", "--criterion", "masked_lm", "--arch", "b2b_bert"]
+    elif family == "llama":
+        base = ["--task", "language_modeling", "--arch", "b2b_llama"]
     else:
         base = ["--task", "language_modeling", "--arch", "b2b_gpt"]
     return build_from_args(parse_training_args([data_dir] + base + [str(a) for a in arch_args]))

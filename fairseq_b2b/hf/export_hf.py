@@ -10,6 +10,8 @@ model.safetensors and the tokenizer files.
   checkpoint of the imported width, where the imported table is restored (positions minus
   type 0), which also gives segment B back.
 * GPT-family checkpoints become ``GPT2LMHeadModel`` (a GPT-2 import round-trips bit-exactly).
+* LLaMA-family checkpoints become ``LlamaForCausalLM``; an exact-mode growth that still has its
+  weighted RMSNorms is exported exactly with plain ones (the stream rescaled, ``hf/llama.py``).
 
 Vocabulary: when the checkpoint came from ``b2b-import-hf`` (directly, or grown from such a
 checkpoint: ``b2b_grown_from`` is followed while the source file exists, or ``--tokenizer-from``
@@ -36,7 +38,7 @@ import sys
 import torch
 
 from ..errors import B2BError
-from . import bert, gpt2
+from . import bert, gpt2, llama
 from .common import (MASK, VocabMapping, cli_errors, load_dictionary, mapping_from_metadata, quiet_fairseq,
                      require_transformers, staging_dir)
 from .export_inputs import find_metadata, inherited_config, resolve_dict, special_id_of
@@ -51,11 +53,13 @@ def _known_keys(sd: dict, family: str, L: int) -> None:
     layout = LAYOUTS[family]
     known = {p.name for p in layout.globals}
     known |= {layout.layer_key(i, p.name) for i in range(L) for p in layout.layer_params}
+    if family == "llama":  # an exact-mode growth's RMSNorm statistics weights are folded into the export
+        known |= {k for k in sd if k.endswith((".stat_weights", ".stat_blend"))}
     unknown = sorted(k for k in sd if k not in known and not k.endswith(".version"))
     if unknown:
         raise B2BError(f"the checkpoint holds '{unknown[0]}' ({len(unknown)} tensors) that a "
-                       f"{'BERT' if family == 'bert' else 'GPT-2'} has no place for (e.g. a classification head): "
-                       "it cannot be exported")
+                       f"{ {'bert': 'BERT', 'gpt': 'GPT-2', 'llama': 'LLaMA'}[family]} has no place for (e.g. a "
+                       "classification head): it cannot be exported")
 
 
 # ----------------------------------------------------------------------------- the command
@@ -106,10 +110,10 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
     _known_keys(sd, family, ms.layers)
     embed_key = "encoder.sentence_encoder.embed_tokens.weight" if family == "bert" else "decoder.embed_tokens.weight"
     pos_key = embed_key.replace("embed_tokens", "embed_positions")
-    if pos_key not in sd:
+    if pos_key not in sd and family != "llama":  # LLaMA: rotary positions, no table
         raise B2BError(f"checkpoint '{ckpt}' has no learned positional embeddings: HuggingFace BERT/GPT-2 need them")
-    shape = {"layers": ms.layers, "dim": ms.embed_dim, "heads": ms.heads, "ffn": ms.ffn_dim,
-             "positions": sd[pos_key].shape[0] - 2}
+    positions = int(model_arg(args, "max_target_positions", 2048) or 2048) if family == "llama" else sd[pos_key].shape[0] - 2
+    shape = {"layers": ms.layers, "dim": ms.embed_dim, "heads": ms.heads, "ffn": ms.ffn_dim, "positions": positions}
 
     dpath = resolve_dict(ckpt, state, dict_path)
     symbols = list(load_dictionary(dpath).symbols)
@@ -141,6 +145,11 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
         hf_sd = bert.to_hf(sd, args, shape["layers"], mapping, token_types, with_head)
         config = bert.hf_config(tr, args, shape, mapping, base_config, special_id, fairseq_mode, cls_name,
                                 token_types.shape[0] if token_types is not None else 2)
+    elif family == "llama":
+        cls_name = "LlamaForCausalLM"
+        hf_sd = llama.to_hf(sd, args, shape["layers"], mapping)
+        config = llama.hf_config(tr, args, shape, mapping, base_config, special_id, fairseq_mode, cls_name,
+                                 ms.kv_heads, ms.head_size, "decoder.output_projection.weight" not in sd)
     else:
         cls_name = "GPT2LMHeadModel"
         hf_sd = gpt2.to_hf(sd, args, shape["layers"], mapping)
@@ -170,13 +179,14 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
             model.save_pretrained(out, **kwargs)
         codes_path = find_codes(dpath, codes) if fairseq_mode else None
         if fairseq_mode and codes_path:
-            tok_files = write_xlm_tokenizer(out, family, symbols, codes_path, dpath, shape["positions"])
+            tok_files = write_xlm_tokenizer(out, "gpt" if family == "llama" else family, symbols, codes_path, dpath,
+                                            shape["positions"])
         elif fairseq_mode:
             shutil.copyfile(dpath, os.path.join(out, "dict.txt"))
             tok_files = ["dict.txt"]
         else:
             tok_files = write_hf_tokenizer(out, family, mapping, meta, shape["positions"], log)
-        if family == "gpt":
+        if family in ("gpt", "llama"):
             write_generation_config(tr, out, config)
         from ..checkpoints import follow_umask
 
@@ -187,7 +197,9 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
 
     log(f"b2b-export-hf: {ckpt} -> {output} [{cls_name}: L={shape['layers']} D={shape['dim']} heads={shape['heads']} "
         f"FFN={shape['ffn']} positions={shape['positions']} act={config.to_dict().get('hidden_act', config.to_dict().get('activation_function'))} "
-        f"layer-norm-eps={float(model_arg(args, 'layernorm_eps', 1e-5)):g}]")
+        + (f"kv-heads={ms.kv_heads} rms-norm-eps={float(model_arg(args, 'rms_norm_eps', 1e-5)):g}"
+           f"{' (weighted RMSNorms folded into the stream)' if any(k.endswith('.stat_weights') for k in sd) else ''}]"
+           if family == "llama" else f"layer-norm-eps={float(model_arg(args, 'layernorm_eps', 1e-5)):g}]"))
     if fairseq_mode and codes_path:
         log(f"b2b-export-hf: tokenizer: XLMTokenizer (Moses + the fastBPE codes {codes_path}, ids = {dpath}): "
             f"{', '.join(tok_files)}")
@@ -212,7 +224,7 @@ def export_hf(ckpt: str, output: str, dict_path: str | None = None, tokenizer_fr
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="b2b-export-hf",
-                                description="Export a fairseq b2b_bert / b2b_gpt checkpoint as a HuggingFace directory "
+                                description="Export a fairseq b2b_bert / b2b_gpt / b2b_llama checkpoint as a HuggingFace directory "
                                             "(config.json, model.safetensors, tokenizer files).")
     p.add_argument("checkpoint", metavar="CKPT", help="fairseq checkpoint (.pt)")
     p.add_argument("--output", required=True, metavar="DIR", help="directory to write (must be new or empty)")

@@ -13,8 +13,21 @@ from .common import MASK, VocabMapping
 
 
 def write_hf_tokenizer(out: str, family: str, mapping: VocabMapping, meta: dict, max_len: int, log) -> list:
-    """The import's tokenizer files, with the vocabulary rebuilt from ``mapping`` (HF ids)."""
+    """The import's tokenizer files, with the vocabulary rebuilt from ``mapping`` (HF ids); a
+    LLaMA import's files are written back as recorded (``mapping`` has the import's vocabulary:
+    ``mapping_from_metadata`` checked its sha)."""
     files = dict(meta.get("tokenizer_files") or {})
+    if family == "llama":
+        if "tokenizer.json" not in files and "vocab.json" not in files:
+            raise B2BError("the import recorded no tokenizer.json or vocab.json: pass --tokenizer-from HF_DIR (the "
+                           "original model directory) or --tokenizer-from none")
+        written = []
+        for name, text in files.items():
+            if os.path.basename(name) == name:
+                with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+                    f.write(text)
+                written.append(name)
+        return written
     role_of = {"<s>": "cls_token", "<pad>": "pad_token", "</s>": "sep_token", "<unk>": "unk_token", MASK: "mask_token"} \
         if family == "bert" else {"</s>": "eos_token"}
     specials = {role: mapping.specials[s][1] for s, role in role_of.items() if s in mapping.specials}
