@@ -3,4 +3,6 @@ training schedules (StackBERT, MSLT, share-then-unshare)."""
 from . import b2b_language_modeling, b2b_masked_lm, squad  # noqa: F401  (registers the tasks)
 from .schedules import (MSLTSchedule, ShareThenUnshareSchedule, StackingSchedule, TrainingSchedule,  # noqa: F401
                         TwoStageSchedule)
-from .two_stage import Submodel, SubmodelSampler, TwoStageMixin, partition_parameters, submodels  # noqa: F401
+from .submodel_sampling import Submodel, SubmodelSampler, submodels  # noqa: F401
+from .submodel_step import partition_parameters  # noqa: F401
+from .two_stage import TwoStageMixin  # noqa: F401

@@ -7,7 +7,8 @@ from fairseq.tasks import register_task
 from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageModelingTask
 
 from .evaluation import EvaluationConfig, EvaluationMixin
-from .two_stage import TwoStageConfig, TwoStageMixin
+from .two_stage import TwoStageMixin
+from .two_stage_options import TwoStageConfig
 
 
 @dataclass

@@ -10,7 +10,8 @@ from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
 from .evaluation import EvaluationConfig, EvaluationMixin
-from .two_stage import TwoStageConfig, TwoStageMixin, fail
+from .two_stage import TwoStageMixin
+from .two_stage_options import TwoStageConfig, fail
 
 
 @dataclass
