@@ -52,7 +52,7 @@ def _say(msg: str) -> None:
 
 def bert_checkpoint(path, dict_path: Optional[str], what: str = "SQuAD fine-tuning") -> Dict:
     """Summary of a b2b_bert checkpoint plus its dictionary path; one-line errors."""
-    from ..eval.glue import bert_checkpoint as glue_bert_checkpoint
+    from ..eval.finetune import bert_checkpoint as glue_bert_checkpoint
 
     if not Path(path).is_file():
         raise EvalError(f"checkpoint not found: {path}")
@@ -67,7 +67,7 @@ def bert_checkpoint(path, dict_path: Optional[str], what: str = "SQuAD fine-tuni
 
 def resolve_vocab(args) -> Dict:
     """{"dict", "codes", "summary"}: from --checkpoint (its data-bin) or --dict/--codes."""
-    from ..eval.glue import default_codes
+    from ..eval.finetune import default_codes
 
     summary = None
     if getattr(args, "checkpoint", None):
@@ -175,7 +175,7 @@ def train_args(data_dir: Path, ckpt: str, summary: Dict, settings: Dict, hp: Dic
 
 
 def cmd_fine_tune(args) -> Dict:
-    from ..eval.glue import run_training
+    from ..eval.finetune import run_training
     from ..eval.squad_data import read_squad
 
     hp = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "dropout": args.dropout}

@@ -1,0 +1,76 @@
+"""What ``b2b-glue`` and ``b2b-squad`` share to fine-tune a pre-trained ``b2b_bert_*`` checkpoint: its
+facts and pre-training dictionary (:func:`bert_checkpoint`), its BPE codes (:func:`default_codes`),
+and one fairseq-train run in a subprocess with its log kept (:func:`run_training`).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from ..fairseq_args import option
+from .common import EvalError, check_dictionary, checkpoint_summary, fmt_cmd, last_line
+
+
+def bert_checkpoint(path, dict_path: Optional[Path]) -> Tuple[Dict, Path]:
+    """(checkpoint summary, dictionary path) of a b2b_bert checkpoint; one-line errors."""
+    summary = checkpoint_summary(path)
+    if summary["family"] != "bert":
+        raise EvalError(f"{path} is a {summary['family'].upper()}-family model: GLUE fine-tuning needs a "
+                        "BERT-family checkpoint (b2b_bert_*)")
+    arch = option(summary["model_args"], "arch") or option(summary["model_args"], "_name")
+    if not arch:
+        raise EvalError(f"{path} does not record its --arch: it is not a fairseq-b2b checkpoint")
+    summary["arch"] = arch
+    if dict_path is None:
+        from ..paths import resolve_data_dir
+
+        data = option(summary["task_args"], "data")
+        data = resolve_data_dir(data, str(path)) or data  # recorded relative to the training folder
+        dict_path = Path(str(data).split(os.pathsep)[0]) / "dict.txt" if data else None
+        if dict_path is None or not dict_path.is_file():
+            raise EvalError(f"the pre-training dictionary of {path} is not at {dict_path}: pass --dict "
+                            "PRETRAIN_DATA_BIN/dict.txt")
+    check_dictionary(summary, dict_path, path, "pass --dict the dict.txt of the pre-training data-bin",
+                     add_mask=True)
+    return summary, Path(dict_path)
+
+
+def default_codes(dict_path: Path, codes: Optional[str]) -> Path:
+    """--codes, or ``bpe.codes`` next to the pre-training data-bin (b2b-preprocess's layout)."""
+    from ..data import DataError
+    from ..data.bpe import read_codes
+
+    if codes:
+        path = Path(codes)
+    else:  # OUT/data-bin/dict.txt or OUT/dict.txt -> OUT/bpe.codes
+        here = Path(dict_path).resolve().parent
+        path = next((p for p in (here / "bpe.codes", here.parent / "bpe.codes") if p.is_file()),
+                    here.parent / "bpe.codes")
+    if not path.is_file():
+        raise EvalError(f"BPE codes not found at {path}: pass --codes, the codes of the pre-training data "
+                        "(b2b-preprocess OUT/bpe.codes)")
+    try:
+        read_codes(path)
+    except DataError as e:
+        raise EvalError(f"--codes: {e}") from None
+    return path
+
+
+def run_training(train_argv: List[str], log_path: Path, verbose: bool) -> None:
+    from ..fairseq_args import with_user_dir
+
+    cmd = [sys.executable, "-m", "fairseq_b2b.cli.train", *train_argv]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONWARNINGS="ignore")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        for line in proc.stdout:
+            log.write(line)
+            if verbose:
+                sys.stderr.write(line)
+        rc = proc.wait()
+    if rc != 0:
+        raise EvalError(f"fairseq-train failed ({fmt_cmd(['fairseq-train', *with_user_dir(train_argv)])[:200]}...): "
+                        f"{last_line(log_path.read_text())} (log: {log_path})")
