@@ -36,8 +36,9 @@ from typing import Dict, List, Optional, Sequence
 
 from ..data.steps import file_digest
 from ..errors import B2BError, one_line_errors
-from ..eval.common import (EvalError, atomic_write, checkpoint_summary, check_dictionary, device_flags, finetune_argv,
-                           fmt_cmd, get)
+from ..eval.common import EvalError, atomic_write, checkpoint_summary, check_dictionary, finetune_argv, fmt_cmd
+from ..eval.finetune import run_flags
+from ..fairseq_args import option
 
 PROG = "b2b-squad"
 PAPER = {"lr": 3e-5, "epochs": 4, "batch_size": 16}
@@ -83,7 +84,7 @@ def resolve_vocab(args) -> Dict:
 
 
 def _positions(args, summary) -> int:
-    model_positions = int(get(summary["model_args"], "max_positions", 512)) if summary else None
+    model_positions = int(option(summary["model_args"], "max_positions", 512)) if summary else None
     positions = args.max_positions or model_positions or 512
     if model_positions and positions > model_positions:
         raise EvalError(f"--max-positions {positions} exceeds the checkpoint's {model_positions} positions")
@@ -165,13 +166,8 @@ def train_args(data_dir: Path, ckpt: str, summary: Dict, settings: Dict, hp: Dic
             "--adam-eps", "1e-06", "--weight-decay", "0.01", "--clip-norm", "0.0",
             "--lr-scheduler", "polynomial_decay", "--lr", f"{hp['lr']:g}", "--total-num-update", str(total),
             "--warmup-updates", str(int(WARMUP_FRACTION * total)), "--dropout", str(hp["dropout"]),
-            "--attention-dropout", str(hp["dropout"]), "--save-dir", str(save_dir), "--no-epoch-checkpoints",
-            "--no-save-optimizer-state", "--seed", str(args.seed), "--num-workers", "0",
-            "--log-format", "json", "--log-interval", "50", "--distributed-world-size", "1"]
-    cmd += device_flags(args.cpu)
-    if getattr(args, "fp16", False):
-        cmd += ["--fp16"]
-    return cmd
+            "--attention-dropout", str(hp["dropout"]), "--save-dir", str(save_dir), "--no-epoch-checkpoints"]
+    return cmd + run_flags(args)
 
 
 def cmd_fine_tune(args) -> Dict:
@@ -315,7 +311,7 @@ def cmd_evaluate(args) -> Dict:
     if SPAN_HEAD not in summary["heads"]:
         raise EvalError(f"{args.model} has no span head ({SPAN_HEAD}): fine-tune it with b2b-squad fine-tune first")
     data_dir = Path(args.data) if args.data else None
-    recorded = get(summary["task_args"], "data")
+    recorded = option(summary["task_args"], "data")
     if data_dir is None and not (recorded and (Path(recorded) / "dict.txt").is_file()):
         raise EvalError(f"the data folder of {args.model} ({recorded}) is gone: pass --data, a folder with the "
                         "dict.txt and bpe.codes it was fine-tuned with")

@@ -19,7 +19,6 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import B2BError
 from ..fairseq_args import option
-from ..fairseq_args import option as get  # noqa: F401  (cli.squad's name for it)
 
 
 class EvalError(B2BError):

@@ -1,6 +1,7 @@
 """What ``b2b-glue`` and ``b2b-squad`` share to fine-tune a pre-trained ``b2b_bert_*`` checkpoint: its
 facts and pre-training dictionary (:func:`bert_checkpoint`), its BPE codes (:func:`default_codes`),
-and one fairseq-train run in a subprocess with its log kept (:func:`run_training`).
+the flags every run ends with (:func:`run_flags`) and one fairseq-train run in a subprocess with
+its log kept (:func:`run_training`).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..fairseq_args import option
-from .common import EvalError, check_dictionary, checkpoint_summary, fmt_cmd, last_line
+from .common import EvalError, check_dictionary, checkpoint_summary, device_flags, fmt_cmd, last_line
 
 
 def bert_checkpoint(path, dict_path: Optional[Path]) -> Tuple[Dict, Path]:
@@ -57,6 +58,17 @@ def default_codes(dict_path: Path, codes: Optional[str]) -> Path:
     except DataError as e:
         raise EvalError(f"--codes: {e}") from None
     return path
+
+
+def run_flags(args) -> List[str]:
+    """The flags every fine-tuning run's argv ends with: no optimizer state saved, ``--seed``, one
+    process with a json log every 50 updates, and the device (``--cpu``, ``--fp16``)."""
+    cmd = ["--no-save-optimizer-state", "--seed", str(args.seed), "--num-workers", "0",
+           "--log-format", "json", "--log-interval", "50", "--distributed-world-size", "1"]
+    cmd += device_flags(args.cpu)
+    if getattr(args, "fp16", False):
+        cmd += ["--fp16"]
+    return cmd
 
 
 def run_training(train_argv: List[str], log_path: Path, verbose: bool) -> None:

@@ -15,8 +15,8 @@ from typing import Dict, List
 
 from ..data.steps import file_digest
 from ..fairseq_args import option
-from .common import EvalError, atomic_write, device_flags, finetune_argv, fmt_cmd
-from .finetune import run_training
+from .common import EvalError, atomic_write, finetune_argv, fmt_cmd
+from .finetune import run_flags, run_training
 from .glue_metric import dev_metrics, fairseq_best, predict
 from .glue_tasks import TaskSpec
 
@@ -86,13 +86,8 @@ def train_args(spec: TaskSpec, meta: Dict, data_bin: Path, ckpt: str, summary: D
             "--total-num-update", str(total), "--warmup-updates", str(int(WARMUP_FRACTION * total)),
             "--dropout", "0.1", "--attention-dropout", "0.1",
             "--valid-subset", ",".join(meta["valid_subsets"]),
-            "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--no-last-checkpoints",
-            "--no-save-optimizer-state", "--seed", str(args.seed), "--num-workers", "0",
-            "--log-format", "json", "--log-interval", "50", "--distributed-world-size", "1"]
-    cmd += device_flags(args.cpu)
-    if getattr(args, "fp16", False):
-        cmd += ["--fp16"]
-    return cmd
+            "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--no-last-checkpoints"]
+    return cmd + run_flags(args)
 
 
 def run_setting(spec: TaskSpec, meta: Dict, data_bin: Path, ckpt: str, summary: Dict, setting: Dict,

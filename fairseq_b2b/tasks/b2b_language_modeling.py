@@ -20,21 +20,7 @@ class B2BLanguageModelingConfig(LanguageModelingConfig, TwoStageConfig, Evaluati
 class B2BLanguageModelingTask(EvaluationMixin, TwoStageMixin, LanguageModelingTask):
     """Causal LM (GPT) with stage-1 sub-model training for ``--submodel-epochs`` epochs."""
 
-    def __init__(self, args, dictionary, output_dictionary=None, targets=None):
-        super().__init__(args, dictionary, output_dictionary, targets=targets)
-        self.init_two_stage(args)
-
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)
         parser.set_defaults(criterion="cross_entropy")
-
-    @classmethod
-    def setup_task(cls, args, **kwargs):
-        cls.check_two_stage_config(args, bool(kwargs.get("from_checkpoint", False)))
-        return super().setup_task(args, **kwargs)
-
-    def build_model(self, args, from_checkpoint=False):
-        model = super().build_model(args, from_checkpoint)
-        self.setup_two_stage(model, from_checkpoint)
-        return model

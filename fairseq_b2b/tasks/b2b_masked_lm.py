@@ -25,24 +25,10 @@ class B2BMaskedLMTask(EvaluationMixin, TwoStageMixin, MaskedLMTask):
 
     scores_masked_positions = True
 
-    def __init__(self, cfg: B2BMaskedLMConfig, dictionary=None):
-        super().__init__(cfg, dictionary)
-        self.init_two_stage(cfg)
-
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)
         parser.set_defaults(criterion="masked_lm")
-
-    @classmethod
-    def setup_task(cls, cfg, **kwargs):
-        cls.check_two_stage_config(cfg, bool(kwargs.get("from_checkpoint", False)))
-        return super().setup_task(cfg, **kwargs)
-
-    def build_model(self, cfg, from_checkpoint=False):
-        model = super().build_model(cfg, from_checkpoint)
-        self.setup_two_stage(model, from_checkpoint)
-        return model
 
     def build_criterion(self, cfg, from_checkpoint=False):
         if getattr(cfg, "_name", None) == "cross_entropy":

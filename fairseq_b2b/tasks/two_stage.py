@@ -67,7 +67,21 @@ class TwoStageMixin(TwoStageOptions, ScheduleBoundaries, SubmodelStep, TwoStageV
                     LayerNormAnnealing, CheckpointState):
     """Algorithm 2 and the training schedules on top of a fairseq task (put it first in the bases)."""
 
-    # -- set-up -------------------------------------------------------------------------------
+    # -- set-up: fairseq's task hooks ----------------------------------------------------------
+
+    def __init__(self, cfg, *args, **kwargs):
+        super().__init__(cfg, *args, **kwargs)
+        self.init_two_stage(cfg)
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        cls.check_two_stage_config(cfg, bool(kwargs.get("from_checkpoint", False)))
+        return super().setup_task(cfg, **kwargs)
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        self.setup_two_stage(model, from_checkpoint)
+        return model
 
     def init_two_stage(self, cfg) -> None:
         self.b2b_cfg = cfg
