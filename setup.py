@@ -20,6 +20,8 @@ setup(
     ],
     extras_require={
         "hf": ["transformers>=4.30", "safetensors>=0.4"],
+        # GGUF files (b2b-import-hf FILE.gguf --family llama): llama.cpp's reader; brings pyyaml, tqdm
+        "gguf": ["gguf>=0.17.1", "transformers>=4.30", "safetensors>=0.4"],
         "report": ["matplotlib>=3.5"],
         "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.5"],
     },
