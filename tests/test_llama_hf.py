@@ -4,6 +4,7 @@ without it, see smollm2_helpers): the imported model's forward equals HF's on th
 an exact-mode growth 576 -> 768 (query heads 9 -> 12, key/value heads 3 -> 4) exported and run
 by HF keeps the logits and the greedy tokens, and the four-specials mapping round-trips every
 token id of real text between the HF tokenizer and dict.txt."""
+import copy
 import json
 import os
 import time
@@ -172,7 +173,7 @@ def smol(tmp_path_factory):
     from fairseq_b2b.hf.gguf import read_gguf
 
     path = require_smollm2()
-    lines = real_lines(6)
+    lines = real_lines(10)
     t0 = time.time()
     gg = read_gguf(path)
     read_s = time.time() - t0
@@ -183,14 +184,15 @@ def smol(tmp_path_factory):
     tokenizer = tr.AutoTokenizer.from_pretrained(str(tok_dir))
     out = tmp_path_factory.mktemp("smol")
     t0 = time.time()
-    report = import_hf(path, "llama", str(out / "smol.pt"), log=lambda *_: None)
+    with pytest.MonkeyPatch.context() as mp:  # the file is read once: the import gets the tensors read above
+        mp.setattr("fairseq_b2b.hf.import_hf.read_gguf", lambda p: gg if p == path else read_gguf(p))
+        report = import_hf(path, "llama", str(out / "smol.pt"), log=lambda *_: None)
     import_s = time.time() - t0
     model, task = _load_fairseq(str(out / "smol.pt"), str(out))
-    print(f"\n[SmolLM2] GGUF read + dequantized in {read_s:.1f}s; b2b-import-hf in {import_s:.1f}s (1 thread: "
-          f"{torch.get_num_threads() == 1})")
-    enc = [tokenizer(line)["input_ids"] for line in lines]
-    n = min(24, *(len(e) for e in enc[:2]))
-    ids = torch.tensor([e[:n] for e in enc[:2]])
+    print(f"\n[SmolLM2] GGUF read + dequantized in {read_s:.1f}s; the rest of b2b-import-hf in {import_s:.1f}s "
+          f"({torch.get_num_threads()} thread(s))")
+    enc = tokenizer(" ".join(lines))["input_ids"]
+    ids = torch.tensor([enc[:32], enc[32:64]])  # two rows of 32 tokens of the running text
     with torch.no_grad():
         ref = hf(ids).logits
     return {"path": path, "hf": hf, "tokenizer": tokenizer, "dir": str(out), "ckpt": str(out / "smol.pt"),
@@ -208,8 +210,9 @@ def test_smollm2_import_equals_llamaforcausallm_on_the_same_weights(smol):
     print(f"\n[SmolLM2 import] fairseq b2b_llama vs LlamaForCausalLM, fp32, {tuple(smol['ids'].shape)} tokens of real text: "
           f"max |dlogit| {diff:.3g}; HF loss {loss:.2f} nats/token")
     assert diff <= TOL
-    # the dequantized, unpermuted weights are SmolLM2's: real text is far below uniform (ln 49152 = 10.8)
-    assert loss < 6.0
+    # the dequantized, unpermuted weights are SmolLM2's: 4.6 nats/token on the sonnets here, far below
+    # uniform (ln 49152 = 10.8); q/k rows left permuted give a model that has lost its attention
+    assert loss < 5.5
 
 
 def test_smollm2_greedy_answer_shows_the_weights_are_read_right(smol):
@@ -241,16 +244,25 @@ def test_smollm2_grown_576_to_768_exact_exported_keeps_logits_and_greedy_tokens(
     os.remove(grown)
     big = tr.LlamaForCausalLM.from_pretrained(out).eval()
     assert (big.config.hidden_size, big.config.num_attention_heads, big.config.num_key_value_heads) == (768, 12, 4)
-    with torch.no_grad():
-        diff = (big(ids).logits - smol["ref"]).abs().max().item()
-    print(f"\n[SmolLM2 576 -> 768, heads 9/3 -> 12/4, FFN 1536 -> 2048] exported exact growth through HF's forward: "
-          f"max |dlogit| {diff:.3g} vs the source; paper FPI (fairseq): {paper_diff:.3g}  ({time.time() - t0:.0f}s)")
-    assert diff <= TOL and paper_diff > 100 * TOL
     tok = tr.AutoTokenizer.from_pretrained(out)
     prompt = tok(smol["lines"][2], return_tensors="pt")
     a = smol["hf"].generate(**prompt, max_new_tokens=8, do_sample=False)
     b = big.generate(**prompt, max_new_tokens=8, do_sample=False)
+    with torch.no_grad():
+        diff = (big(ids).logits - smol["ref"]).abs().max().item()
+        big.double()
+        source64 = copy.deepcopy(smol["hf"]).double()
+        ref64 = source64(ids).logits
+        diff64 = (big(ids).logits - ref64).abs().max().item()
+        floor = (smol["ref"].double() - ref64).abs().max().item()  # the source's own fp32 rounding
+    del source64
+    print(f"\n[SmolLM2 576 -> 768, heads 9/3 -> 12/4, FFN 1536 -> 2048, exact, exported, HF forward] max |dlogit| vs the "
+          f"source: fp32 {diff:.3g} (the source's own fp32-vs-fp64 error: {floor:.3g}), fp64 {diff64:.3g}; "
+          f"paper FPI (fairseq, fp32): {paper_diff:.3g}  ({time.time() - t0:.0f}s)")
     print(f"[SmolLM2 grown] greedy continuation: {tok.decode(b[0, prompt['input_ids'].shape[1]:])!r}")
+    # the function is the source's (fp64 evaluation of the exported fp32 weights); in fp32 the
+    # difference is at the source's own rounding error on these 30 layers (logits up to ~36)
+    assert diff64 <= TOL and diff <= max(TOL, 3 * floor) and paper_diff > 100 * TOL
     assert torch.equal(a, b)
 
 
