@@ -1,4 +1,5 @@
-"""``b2b-preprocess``: raw text -> Moses tokens -> BPE -> a fairseq data-bin.
+"""``b2b-preprocess``: raw text -> Moses tokens -> BPE -> a fairseq data-bin (``b2b-preprocess hf``:
+an imported model's HuggingFace tokenizer and dict.txt instead, :mod:`fairseq_b2b.data.hf_tokens`).
 
 Steps (each resumable, see :mod:`fairseq_b2b.data.steps`), all under ``--output DIR``::
 
@@ -467,7 +468,7 @@ def apply_to_file(codes: Path, input_path: Path, output_path: Path, workers: int
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="b2b-preprocess", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="{builtin,corpus,apply,wikibooks}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{builtin,corpus,apply,wikibooks,hf}")
 
     def common(sp, merges=True):
         sp.add_argument("--workers", type=int, default=default_workers(), help="processes (default: %(default)s)")
@@ -504,6 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "mostly not UTF-8 (default: off: both refused)")
     common(a, merges=False)
 
+    from .hf_tokens import add_parser as add_hf_parser
+
+    add_hf_parser(sub, common)  # an imported model's HF tokenizer + dict.txt (data/hf_tokens.py)
+
     w = sub.add_parser("wikibooks", help="WikiExtractor output + BookCorpus -> train/valid/test text")
     w.add_argument("--wiki", nargs="+", default=[], type=Path, help="WikiExtractor output folder(s)/file(s) (default: none)")
     w.add_argument("--books", nargs="+", default=[], type=Path, help="BookCorpus folder(s)/file(s) (default: none)")
@@ -528,6 +533,11 @@ def run_command(args) -> None:
         check_decoding([args.input], "--input", args.force, "b2b-preprocess", DataError)
         apply_to_file(args.codes, args.input, args.output, args.workers, args.pretokenized)
         log(f"wrote {args.output}")
+        return
+    if args.command == "hf":
+        from .hf_tokens import run
+
+        run(args)
         return
     if args.command == "wikibooks":
         from .wikiextractor import prepare_wikibooks
