@@ -19,6 +19,64 @@ def run_cli(name, *args, check=True, cwd=None, timeout=600):
     return proc
 
 
+def exit_line(main, argv, capsys, alone=False) -> str:
+    """``main(argv)`` of a console command, in this process: the stderr line it ends with (its
+    ``SystemExit`` message, which the interpreter prints as the last line, or argparse's error
+    line).  Checked: a non-zero exit and no traceback in what it printed; with ``alone``, that it
+    printed nothing else.  One subprocess test (test_cli_errors.py) shows that the console
+    script prints exactly this line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    code = e.value.code
+    assert code not in (0, None), f"exit {code!r}: {err[-2000:]}"
+    if isinstance(code, str):
+        err += code + "\n"
+    assert "Traceback" not in out + err, (out + err)[-3000:]
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines, "no error line"
+    if alone:
+        assert lines == lines[-1:] and not out.strip(), (out + err)[-3000:]
+    return lines[-1]
+
+
+def b2b_train_main(argv, monkeypatch) -> str:
+    """``b2b-train``'s main in this process (no interpreter start-up): ``sys.argv``, which it
+    sets, is restored afterwards, and fairseq's best score, which it keeps across runs, reset.
+    Returns the log records of the run, one ``LEVEL:logger:message`` line each (what the
+    command prints on stderr)."""
+    import logging
+
+    from fairseq import checkpoint_utils
+
+    from fairseq_b2b.cli.train import main
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.INFO)
+            self.lines = []
+
+        def emit(self, record):
+            self.lines.append(f"{record.levelname}:{record.name}:{record.getMessage()}")
+
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    if hasattr(checkpoint_utils.save_checkpoint, "best"):
+        del checkpoint_utils.save_checkpoint.best
+    # the root handlers an earlier in-process command installed (logging.basicConfig(force=True))
+    # write to that test's captured stream, long closed: set aside while this command runs
+    handler, root = Records(), logging.getLogger()
+    level, before = root.level, root.handlers[:]
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        main([str(a) for a in argv])
+    finally:
+        root.handlers = before
+        root.setLevel(level)
+    return "\n".join(handler.lines)
+
+
 TINY = ["--tokens-per-sample", "64", "--batch-size", "8", "--optimizer", "adam", "--lr", "1e-3",
         "--dropout", "0", "--attention-dropout", "0", "--cpu", "--no-epoch-checkpoints", "--log-format", "json",
         "--log-interval", "1", "--seed", "1"]
@@ -59,9 +117,12 @@ def bpe_corpus(data_bin):
 
 
 def _train_small(tmp_path_factory, data_bin, task, arch, name, updates=30):
+    """fairseq-train in this process (no interpreter start-up; the same training as b2b-train)."""
+    from fairseq_b2b.checkpoints import train_in_process
+
     save = tmp_path_factory.mktemp(name)
-    run_cli("b2b-train", data_bin, "--task", task, *(["--criterion", "masked_lm"] if task == "masked_lm" else []),
-            "--arch", arch, "--max-update", updates, "--save-dir", save, *TINY)
+    train_in_process([str(data_bin), "--task", task, *(["--criterion", "masked_lm"] if task == "masked_lm" else []),
+                      "--arch", arch, "--max-update", str(updates), "--save-dir", str(save), *TINY])
     return os.path.join(save, "checkpoint_last.pt")
 
 

@@ -13,14 +13,25 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import exit_line, run_cli
 
 
-def _one_line(proc, prog):
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip() and "Warning" not in l and "super().__init__" not in l]
-    assert proc.returncode != 0 and lines and lines[-1].startswith(f"{prog}: error: "), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    return lines[-1]
+def _one_line(line, prog):
+    """``line``, checked to be ``PROG: error: ...`` (the line exit_line found)."""
+    assert line.startswith(f"{prog}: error: "), line
+    return line
+
+
+def _grow(argv, capsys):
+    from fairseq_b2b.cli.grow import main
+
+    return _one_line(exit_line(main, argv, capsys), "b2b-grow")
+
+
+def _glue(argv, capsys):
+    from fairseq_b2b.eval.glue import main
+
+    return _one_line(exit_line(main, argv, capsys), "b2b-glue")
 
 
 @pytest.fixture(scope="module")
@@ -43,28 +54,31 @@ def moved_bert(small_bert, data_bin, tmp_path_factory):
     (["--arch", "b2b_bert_tiny_wide", "--method", "aki", "--exact"], "--exact is a mode of fpi"),
     (["--arch", "b2b_bert_tiny_wide", "--encoder-layerz", "3"], "unknown option(s) --encoder-layerz"),
 ])
-def test_grow_argument_errors_come_first(moved_bert, tmp_path, extra, needle):
+def test_grow_argument_errors_come_first(moved_bert, tmp_path, monkeypatch, capsys, extra, needle):
     """Refused before any dictionary is read, even from a folder where the recorded data path
     means nothing (today the dictionary error came first)."""
-    proc = run_cli("b2b-grow", "--source", moved_bert, "--output", tmp_path / "g.pt", *extra, check=False, cwd=tmp_path)
-    assert needle in _one_line(proc, "b2b-grow")
+    monkeypatch.chdir(tmp_path)
+    assert needle in _grow(["--source", moved_bert, "--output", tmp_path / "g.pt", *extra], capsys)
     assert not (tmp_path / "g.pt").exists()
 
 
-def test_grow_output_folder_and_bad_subset_write_nothing(moved_bert, data_bin, tmp_path):
+def test_grow_output_folder_and_bad_subset_write_nothing(moved_bert, data_bin, tmp_path, monkeypatch, capsys):
     (tmp_path / "out").mkdir()
-    proc = run_cli("b2b-grow", "--source", moved_bert, "--arch", "b2b_bert_tiny_wide", "--output", tmp_path / "out",
-                   check=False, cwd=tmp_path)
-    assert "is a folder" in _one_line(proc, "b2b-grow")
-    proc = run_cli("b2b-grow", "--source", moved_bert, "--arch", "b2b_bert_tiny_wide", "--output", tmp_path / "g.pt",
-                   "--data", data_bin, "--valid-subset", "nope", check=False, cwd=tmp_path)
-    assert "--valid-subset 'nope' is not a split" in _one_line(proc, "b2b-grow")
+    monkeypatch.chdir(tmp_path)
+    assert "is a folder" in _grow(["--source", moved_bert, "--arch", "b2b_bert_tiny_wide", "--output", tmp_path / "out"],
+                                  capsys)
+    assert "--valid-subset 'nope' is not a split" in _grow(
+        ["--source", moved_bert, "--arch", "b2b_bert_tiny_wide", "--output", tmp_path / "g.pt", "--data", data_bin,
+         "--valid-subset", "nope"], capsys)
     assert list(tmp_path.iterdir()) == [tmp_path / "out"] and not list((tmp_path / "out").iterdir())
 
 
-def test_grow_from_another_folder_records_absolute_paths(moved_bert, tmp_path):
-    proc = run_cli("b2b-grow", "--source", moved_bert, "--arch", "b2b_bert_tiny_wide", "--output", "g.pt", cwd=tmp_path)
-    assert "grew" in proc.stdout
+def test_grow_from_another_folder_records_absolute_paths(moved_bert, tmp_path, monkeypatch, capsys):
+    from fairseq_b2b.cli.grow import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["--source", str(moved_bert), "--arch", "b2b_bert_tiny_wide", "--output", "g.pt"])
+    assert "grew" in capsys.readouterr().out
     state = torch.load(tmp_path / "g.pt", weights_only=False)
     data = state["cfg"]["task"]["data"]
     assert os.path.isabs(data) and os.path.isfile(os.path.join(data, "dict.txt"))
@@ -72,24 +86,25 @@ def test_grow_from_another_folder_records_absolute_paths(moved_bert, tmp_path):
     # --data overrides the recorded path
     other = tmp_path / "other"
     shutil.copytree(Path(data).resolve(), other)
-    run_cli("b2b-grow", "--source", moved_bert, "--arch", "b2b_bert_tiny_wide", "--output", "h.pt", "--data", other,
-            cwd=tmp_path)
+    main(["--source", str(moved_bert), "--arch", "b2b_bert_tiny_wide", "--output", "h.pt", "--data", str(other)])
     assert torch.load(tmp_path / "h.pt", weights_only=False)["cfg"]["task"]["data"] == str(other)
 
 
-def test_glue_prepare_finds_the_moved_checkpoints_dictionary(moved_bert, tmp_path):
-    run_cli("b2b-glue", "builtin-task", "--output", tmp_path / "glue", "--train-per-class", "20", "--dev-per-class", "10")
-    run_cli("b2b-glue", "prepare", "--checkpoint", moved_bert, "--glue-dir", tmp_path / "glue", "--tasks", "MILTON",
-            "--output", tmp_path / "out", cwd=tmp_path)
+def test_glue_prepare_finds_the_moved_checkpoints_dictionary(moved_bert, tmp_path, monkeypatch):
+    from fairseq_b2b.eval.glue import main
+
+    main(["builtin-task", "--output", str(tmp_path / "glue"), "--train-per-class", "20", "--dev-per-class", "10"])
+    monkeypatch.chdir(tmp_path)
+    main(["prepare", "--checkpoint", str(moved_bert), "--glue-dir", str(tmp_path / "glue"), "--tasks", "MILTON",
+          "--output", str(tmp_path / "out")])
     assert (tmp_path / "out" / "data" / "MILTON-bin" / "input0" / "dict.txt").is_file()
 
 
 @pytest.mark.parametrize("lrs,needle", [("abc", "--lrs 'abc' is not a number"), ("-1", "--lrs -1 must be positive"),
                                         ("1e-5,nan", "--lrs nan must be positive")])
-def test_glue_sweep_bad_lrs(small_bert, tmp_path, lrs, needle):
-    proc = run_cli("b2b-glue", "sweep", "--checkpoint", small_bert, "--glue-dir", tmp_path, "--tasks", "MILTON",
-                   "--output", tmp_path / "out", f"--lrs={lrs}", check=False)
-    assert needle in _one_line(proc, "b2b-glue")
+def test_glue_sweep_bad_lrs(small_bert, tmp_path, capsys, lrs, needle):
+    assert needle in _glue(["sweep", "--checkpoint", small_bert, "--glue-dir", tmp_path, "--tasks", "MILTON",
+                            "--output", tmp_path / "out", f"--lrs={lrs}"], capsys)
     assert not (tmp_path / "out").exists()
 
 
@@ -112,30 +127,60 @@ def test_glue_refuses_a_second_checkpoint_in_a_used_folder(small_bert, moved_ber
 
 
 def test_train_family_mismatch_is_one_line(data_bin, tmp_path):
+    """The suite's one subprocess CLI-error test (the others call ``main()`` in-process and check
+    the ``SystemExit`` message, see conftest.exit_line): the console script prints that message
+    as its only line, exit status 1, no traceback, nothing on stdout."""
     proc = run_cli("b2b-train", data_bin, "--task", "b2b_masked_lm", "--arch", "b2b_gpt_tiny", "--batch-size", "4",
                    "--optimizer", "adam", "--lr", "1e-3", "--cpu", "--save-dir", tmp_path / "x", check=False)
-    assert "is a GPT-family model but --task b2b_masked_lm" in _one_line(proc, "b2b-train")
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip() and "Warning" not in l and "super().__init__" not in l]
+    assert proc.returncode == 1 and lines and lines[-1].startswith("b2b-train: error: "), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "is a GPT-family model but --task b2b_masked_lm" in lines[-1]
+    assert proc.stderr.strip() == lines[-1] and proc.stdout.strip() == "", proc.stderr[-2000:]
     assert not (tmp_path / "x").exists()
 
 
-def test_train_help_shows_the_plugin_groups():
-    proc = run_cli("b2b-train", "--task", "b2b_masked_lm", "--help")
-    text = proc.stdout
+def test_train_help_shows_the_plugin_groups(monkeypatch, capsys):
+    from fairseq_b2b.cli.train import main
+
+    monkeypatch.setattr("sys.argv", list(__import__("sys").argv))
+    main(["--task", "b2b_masked_lm", "--help"])
+    text = capsys.readouterr().out
     assert "bert2BERT growth:" in text and "--init-from-small PATH" in text.split("bert2BERT growth:")[1]
     section = text.split("--task b2b_masked_lm:")[1]
     assert "--submodel-epochs" in section and "--stacking-schedule" in section
 
 
-def test_corrupt_checkpoint_message_keeps_whole_words(tmp_path):
+def test_corrupt_checkpoint_message_keeps_whole_words(tmp_path, monkeypatch):
+    from fairseq import checkpoint_utils
+
+    from fairseq_b2b.errors import B2BError
     from fairseq_b2b.growth_hook import load_checkpoint
 
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"PK\x03\x04" + b"not a checkpoint at all " * 40)
-    with pytest.raises(Exception) as e:
-        load_checkpoint(str(bad))
-    inner = str(e.value).split("(", 1)[1].rsplit("): it is corrupt", 1)[0]
-    assert "\n" not in str(e.value) and (inner.endswith(" ...") or len(inner) <= 160)
-    assert not inner.endswith(" ...") or inner[:-4] == inner[:-4].rstrip()
+
+    def inner_reason():
+        with pytest.raises(B2BError) as e:
+            load_checkpoint(str(bad))
+        assert "\n" not in str(e.value) and str(e.value).endswith(": it is corrupt or not a fairseq checkpoint")
+        return str(e.value).split("(", 1)[1].rsplit("): it is corrupt", 1)[0]
+
+    # torch's own reason for this file is longer than 120 characters: cut after a whole word, then " ..."
+    with pytest.raises(RuntimeError) as torch_error:
+        torch.load(str(bad), weights_only=False)
+    full = " ".join(str(torch_error.value).split())
+    inner = inner_reason()
+    assert len(full) > 120 and inner.startswith("RuntimeError: ") and inner.endswith(" ..."), inner
+    kept = inner[len("RuntimeError: "):-len(" ...")]
+    assert len(kept) <= 120 and full.startswith(kept + " ") and kept == kept.rstrip(), (kept, full)
+
+    # a reason over 120 characters (two lines) is cut at the last whole word before 120, then " ..."
+    def long_reason(path):
+        raise RuntimeError("abcdefgh " * 13 + "abcdefgh\nand a second line")
+
+    monkeypatch.setattr(checkpoint_utils, "load_checkpoint_to_cpu", long_reason)
+    assert inner_reason() == "RuntimeError: " + " ".join(["abcdefgh"] * 13) + " ..."
 
 
 CONSOLE_PARSERS = {"b2b-grow": "fairseq_b2b.cli.grow", "b2b-preprocess": "fairseq_b2b.data.pipeline",

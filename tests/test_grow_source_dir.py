@@ -5,19 +5,28 @@ from __future__ import annotations
 import os
 import shutil
 
-from conftest import run_cli
+import pytest
+
+from conftest import b2b_train_main, exit_line
 
 
-def grow_error(source, output):
-    proc = run_cli("b2b-grow", "--source", source, "--arch", "b2b_bert_tiny_wide", "--output", output, check=False)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("b2b-grow: error: "), proc.stderr
-    assert not os.path.exists(output)
-    return lines[0]
+@pytest.fixture
+def grow_error(capsys):
+    """b2b-grow's error line, in-process (conftest.exit_line: a non-zero exit, no traceback,
+    nothing else printed)."""
+    from fairseq_b2b.cli.grow import main
+
+    def run(source, output):
+        line = exit_line(main, ["--source", source, "--arch", "b2b_bert_tiny_wide", "--output", output], capsys,
+                         alone=True)
+        assert line.startswith("b2b-grow: error: "), line
+        assert not os.path.exists(output)
+        return line
+
+    return run
 
 
-def test_source_directory_is_named_as_a_directory(small_bert, tmp_path):
+def test_source_directory_is_named_as_a_directory(small_bert, tmp_path, grow_error):
     folder = tmp_path / "run"
     folder.mkdir()
     shutil.copy(small_bert, folder / "checkpoint_last.pt")
@@ -35,15 +44,14 @@ def test_source_directory_is_named_as_a_directory(small_bert, tmp_path):
     assert "does not exist" in grow_error(str(tmp_path / "missing.pt"), tmp_path / "grown.pt")
 
 
-def test_init_from_small_directory_is_named_as_a_directory(small_bert, data_bin, tmp_path):
+def test_init_from_small_directory_is_named_as_a_directory(small_bert, data_bin, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "run"
     folder.mkdir()
     shutil.copy(small_bert, folder / "checkpoint_best.pt")
-    proc = run_cli("b2b-train", data_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_wide", "--batch-size", "4",
-                   "--optimizer", "adam", "--lr", "1e-3", "--cpu", "--max-epoch", "1", "--submodel-epochs", "0",
-                   "--init-from-small", folder, "--save-dir", tmp_path / "x", check=False)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    last = [l for l in proc.stderr.strip().splitlines() if l.strip()][-1]
-    assert f"--init-from-small '{folder}' is a directory, not a checkpoint" in last, proc.stderr[-2000:]
+    last = exit_line(lambda argv: b2b_train_main(argv, monkeypatch), [
+        data_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_wide", "--batch-size", "4", "--optimizer", "adam",
+        "--lr", "1e-3", "--cpu", "--max-epoch", "1", "--submodel-epochs", "0", "--init-from-small", folder,
+        "--save-dir", tmp_path / "x"], capsys)
+    assert f"--init-from-small '{folder}' is a directory, not a checkpoint" in last
     assert "(it holds checkpoint_best.pt)" in last and "does not exist" not in last
-    assert not (tmp_path / "x").exists() or not list((tmp_path / "x").glob("*.pt"))  # nothing half-written
+    assert not (tmp_path / "x").exists()  # refused before fairseq makes --save-dir: nothing half-written

@@ -14,14 +14,27 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BIN, run_cli
+from conftest import BIN, b2b_train_main, exit_line
 
 
-def _one_line(proc, prog):
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip() and "Warning" not in l and "super().__init__" not in l]
-    assert proc.returncode != 0 and lines and lines[-1].startswith(f"{prog}: error: "), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    return lines[-1]
+def _one_line(line, prog):
+    """``line`` (what conftest.exit_line found), checked to be ``PROG: error: ...``."""
+    assert line.startswith(f"{prog}: error: "), line
+    return line
+
+
+def _train_exit(argv, capsys, monkeypatch, alone=False):
+    """b2b-train's error line, run in this process (see conftest.exit_line)."""
+    return exit_line(lambda a: b2b_train_main(a, monkeypatch), argv, capsys, alone=alone)
+
+
+def _fairseq_must_not_start(monkeypatch):
+    from fairseq_cli import train
+
+    def started(*a, **k):
+        raise AssertionError("fairseq-train started before the refusal")
+
+    monkeypatch.setattr(train, "cli_main", started)
 
 
 def _exit_message(excinfo) -> str:
@@ -71,16 +84,18 @@ def test_grow_refuses_an_existing_output_unless_force(small_bert, tmp_path):
     assert "is a folder" in _exit_message(e)
 
 
-@pytest.mark.parametrize("output", ["/proc/x.pt", "/proc/nope/x.pt", "{file}/x.pt"])
-def test_grow_unwritable_output_is_one_line_before_any_work(small_bert, tmp_path, output):
+@pytest.mark.parametrize("output,reason", [("/proc/x.pt", "cannot write in '/proc'"),
+                                           ("/proc/nope/x.pt", "cannot write in '/proc'"),
+                                           ("{file}/x.pt", "'{file}' is a file, not a folder")])
+def test_grow_unwritable_output_is_one_line_before_any_work(small_bert, tmp_path, output, reason):
     from fairseq_b2b.cli.grow import main
 
     (tmp_path / "file").write_text("x")
-    output = output.format(file=tmp_path / "file")
+    output, reason = output.format(file=tmp_path / "file"), reason.format(file=tmp_path / "file")
     with pytest.raises(SystemExit) as e:
         main(["--source", small_bert, "--arch", "b2b_bert_tiny_wide", "--output", output])
     msg = _exit_message(e)
-    assert msg.startswith("b2b-grow: error: --output") and ("cannot write in" in msg or "is a file" in msg)
+    assert msg == f"b2b-grow: error: --output '{output}': {reason}: choose another path"
 
 
 def _temporaries(folder: Path):
@@ -110,7 +125,9 @@ def test_grow_killed_while_writing_leaves_a_temporary_the_rerun_removes(small_be
     proc.wait()
     left = [n for n in _temporaries(tmp_path) if n != legacy.name]
     assert left and not out.exists()  # what a SIGKILL leaves
-    run_cli("b2b-grow", "--source", small_bert, "--arch", "b2b_bert_tiny_wide", "--output", out)
+    from fairseq_b2b.cli.grow import main
+
+    main(["--source", str(small_bert), "--arch", "b2b_bert_tiny_wide", "--output", str(out)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.pt"]
 
 
@@ -355,66 +372,65 @@ def test_train_on_a_missing_data_dir_is_one_line(tmp_path):
     (["--submodel-layers", "1", "--max-epoch", "3", "--submodel-epochs", "3"], "add --max-epoch 4 or more"),
 ])
 def test_train_two_stage_defaults_name_the_option_to_add_before_fairseq_starts(small_bert, data_bin, tmp_path,
-                                                                              extra, needle):
+                                                                              capsys, monkeypatch, extra, needle):
     """The README's --init-from-small command on a 2-layer target: the paper's lb=3, Eb=5 need a
     deeper and longer run; the one line says what to add, and comes first (no config dump, no
-    hydra warnings), and no --save-dir is left."""
+    hydra warnings: fairseq-train never starts), and no --save-dir is left."""
     save = tmp_path / "runs" / "big"
-    proc = run_cli("b2b-train", *_train_argv(data_bin, save, "--init-from-small", small_bert, *extra), check=False)
-    assert needle in _one_line(proc, "b2b-train")
-    assert len((proc.stdout + proc.stderr).strip().splitlines()) == 1, proc.stderr[-3000:]
+    _fairseq_must_not_start(monkeypatch)
+    line = _train_exit(_train_argv(data_bin, save, "--init-from-small", small_bert, *extra), capsys, monkeypatch,
+                       alone=True)
+    assert needle in _one_line(line, "b2b-train")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_train_growth_method_typo_is_one_line_without_usage(data_bin, tmp_path):
-    proc = run_cli("b2b-train", *_train_argv(data_bin, tmp_path / "x", "--growth-method", "foo"), check=False)
-    assert "invalid choice: 'foo'" in _one_line(proc, "b2b-train")
-    assert len((proc.stdout + proc.stderr).strip().splitlines()) == 1, proc.stderr[-3000:]
+def test_train_growth_method_typo_is_one_line_without_usage(data_bin, tmp_path, capsys, monkeypatch):
+    _fairseq_must_not_start(monkeypatch)
+    line = _train_exit(_train_argv(data_bin, tmp_path / "x", "--growth-method", "foo"), capsys, monkeypatch, alone=True)
+    assert "invalid choice: 'foo'" in _one_line(line, "b2b-train")
 
 
-def test_train_resuming_a_truncated_checkpoint_with_init_from_small_is_one_line(small_bert, data_bin, tmp_path):
+def test_train_resuming_a_truncated_checkpoint_with_init_from_small_is_one_line(small_bert, data_bin, tmp_path,
+                                                                               capsys, monkeypatch):
     """checkpoint_last.pt cut short by a killed save (found before fairseq starts), or not a
     checkpoint at all (found by the growth hook: a line, not the traceback of growth_hook.py)."""
     save = tmp_path / "run"
     save.mkdir()
     argv = _train_argv(data_bin, save, "--init-from-small", small_bert, "--submodel-layers", "1", "--max-epoch", "6")
     Path(save / "checkpoint_last.pt").write_bytes(Path(small_bert).read_bytes()[:5000])
-    proc = run_cli("b2b-train", *argv, check=False)
-    assert "the checkpoint to resume" in _one_line(proc, "b2b-train") and "truncated" in proc.stderr
+    line = _train_exit(argv, capsys, monkeypatch)
+    assert "the checkpoint to resume" in _one_line(line, "b2b-train") and "truncated" in line
     Path(save / "checkpoint_last.pt").write_bytes(b"not a checkpoint " * 100)
-    proc = run_cli("b2b-train", *argv, check=False)
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode != 0 and last.startswith("fairseq-b2b: error: checkpoint") and "cannot be read" in last
+    last = _train_exit(argv, capsys, monkeypatch)  # no traceback printed (checked there)
+    assert last.startswith("fairseq-b2b: error: checkpoint") and "cannot be read" in last
     assert sorted(p.name for p in save.iterdir()) == ["checkpoint_last.pt"]
 
 
-def test_train_refused_inside_fairseq_leaves_no_save_dir(data_bin, tmp_path):
+def test_train_refused_inside_fairseq_leaves_no_save_dir(data_bin, tmp_path, capsys, monkeypatch):
     """A refusal that only the model build can see (a source of the other family) comes after
     fairseq made --save-dir and --log-file: both go again."""
     gpt_like = tmp_path / "src" / "gpt.pt"
     gpt_like.parent.mkdir()
     gpt_like.write_bytes(b"PK\x03\x04 not a checkpoint")
     save = tmp_path / "runs" / "x"
-    proc = run_cli("b2b-train", *_train_argv(data_bin, save, "--init-from-small", gpt_like, "--submodel-epochs", "0",
-                                             "--log-file", save / "train.log"), check=False)
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode != 0 and "error" in last and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = _train_exit(_train_argv(data_bin, save, "--init-from-small", gpt_like, "--submodel-epochs", "0",
+                                   "--log-file", save / "train.log"), capsys, monkeypatch)
+    assert "error" in last  # a non-zero exit and no traceback: checked by exit_line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
-def test_readme_init_from_small_two_layer_command_runs_as_written(small_bert, data_bin, tmp_path):
+def test_readme_init_from_small_two_layer_command_runs_as_written(small_bert, data_bin, tmp_path, monkeypatch):
     import re
     import shlex
 
-    section = Path(__file__).resolve().parents[1].joinpath("README.md").read_text().split(
-        "### Grow when training starts")[1].split("\n### ")[0]
+    section = Path(__file__).resolve().parents[1].joinpath("docs", "grow-your-model.md").read_text().split(
+        "## Grow when training starts")[1].split("\n## ")[0]
     block = [b for b in re.findall(r"```bash\n(.*?)```", section, re.S) if "b2b_bert_tiny_wide" in b][0]
     argv = shlex.split(block.replace("\\\n", " "))
     assert argv[0] == "b2b-train" and "--submodel-layers" in argv and "--max-epoch" in argv
     argv = [str(data_bin) if a == "DATA" else str(small_bert) if a == "small/checkpoint_best.pt" else
             str(tmp_path / "big") if a == "big" else a for a in argv[1:]]
-    run_cli("b2b-train", *argv, "--cpu", "--tokens-per-sample", "64", "--max-update", "12")  # capped for the test
+    b2b_train_main([*argv, "--cpu", "--tokens-per-sample", "64", "--max-update", "12"], monkeypatch)  # capped
     assert (tmp_path / "big" / "checkpoint_last.pt").is_file()
 
 
