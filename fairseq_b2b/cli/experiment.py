@@ -18,7 +18,8 @@ def build_parser():
     p.add_argument("--output", required=True, help="experiment directory (finished runs in it are reused)")
     p.add_argument("--data", default=None, help="a data-bin to use instead of the built-in corpus (default: the "
                                                 "built-in corpus, prepared under DIR/data)")
-    p.add_argument("--families", default="bert,gpt", help="bert, gpt or both (default bert,gpt)")
+    p.add_argument("--families", default="bert,gpt", help="comma-separated: bert, gpt, llama (the LLaMA family: the cpu "
+                                                          "and cpu-full presets; default bert,gpt)")
     p.add_argument("--only", default=None, help="comma-separated run names or method labels to run; the sources they "
                                                 "grow from run too; experiment.json keeps the whole plan (default: all)")
     p.add_argument("--jobs", type=int, default=None,
@@ -38,13 +39,16 @@ def main(argv=None) -> None:
         argv, passthrough = argv[:i], argv[i + 1:]
     args = build_parser().parse_args(argv)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
-    bad = [f for f in families if f not in ("bert", "gpt")]
+    bad = [f for f in families if f not in ("bert", "gpt", "llama")]
     if bad or not families:
         raise SystemExit(f"b2b-experiment: error: unknown family '{bad[0] if bad else args.families}': "
-                         "use --families bert,gpt")
+                         "use --families bert,gpt,llama")
     if args.jobs is not None and args.jobs < 1:
         raise SystemExit(f"b2b-experiment: error: --jobs {args.jobs} must be >= 1")
     preset = PRESETS[args.preset]
+    if "llama" in families and not preset.llama_source:
+        raise SystemExit(f"b2b-experiment: error: the {preset.name} preset has no LLaMA shapes: --families llama runs "
+                         "with --preset cpu or cpu-full")
     if preset.name == "paper" and not args.data:
         raise SystemExit("b2b-experiment: error: the paper preset needs --data DATA_BIN (Wikipedia + BookCorpus, "
                          "see preprocess/prepare_wikibooks.sh)")

@@ -71,4 +71,6 @@ def shape_label(shape: list, family: str) -> str:
     keys = (("L", "layers"), ("D", "embed-dim"), ("FFN", "ffn-embed-dim"), ("heads", "attention-heads"))
     if not all(f"--{side}-{opt}" in shape for _, opt in keys):
         return f"({' '.join(shape)})"
+    if f"--{side}-kv-heads" in shape:  # grouped-query attention (LLaMA)
+        keys += (("kv-heads", "kv-heads"),)
     return "(" + ", ".join(f"{k}={shape[shape.index(f'--{side}-{opt}') + 1]}" for k, opt in keys) + ")"

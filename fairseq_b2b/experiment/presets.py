@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-FAMILY_TASK = {"bert": "b2b_masked_lm", "gpt": "b2b_language_modeling"}
+FAMILY_TASK = {"bert": "b2b_masked_lm", "gpt": "b2b_language_modeling", "llama": "b2b_language_modeling"}
 GROWTH_METHODS = {"DirectCopy": "direct_copy", "FPI": "fpi", "AKI": "aki"}
 ALL_METHODS = ("scratch", "DirectCopy", "FPI", "AKI", "bert2BERT", "StackBERT", "MSLT", "share-then-unshare")
 #: exact FPI (weighted-statistics LayerNorms, annealed): differs from FPI only at non-integer width ratios
@@ -80,6 +80,9 @@ class Preset:
     # built-in tasks for every BERT method's final model; empty: off
     downstream: dict = field(default_factory=dict)
     sentence: str = "shall i compare thee to a summer 's day ? thou art more lovely and more temperate"
+    # the LLaMA family (b2b_llama, grouped-query attention): only where a preset names them (--families llama)
+    llama_source: list = field(default_factory=list)
+    llama_target: list = field(default_factory=list)
 
 
 #: the built-in tasks' recipe for tiny models (the commands' defaults are the paper's, for BERT-base)
@@ -103,6 +106,19 @@ def _shape(family, arch, layers, dim, heads):
             f"--{side}-attention-heads", str(heads), f"--{side}-ffn-embed-dim", str(4 * dim)]
 
 
+def _llama_shape(layers, dim, heads, kv_heads, ffn):
+    """b2b_llama with ``heads`` query heads of 16 sharing ``kv_heads`` key/value heads, a SwiGLU of
+    width ``ffn``, the output tied to the input embedding."""
+    return ["b2b_llama", "--decoder-layers", str(layers), "--decoder-embed-dim", str(dim), "--decoder-attention-heads",
+            str(heads), "--decoder-kv-heads", str(kv_heads), "--decoder-ffn-embed-dim", str(ffn),
+            "--share-decoder-input-output-embed"]
+
+
+#: LLaMA's tiny growth: S(4,64) -> T(4,96), width 1.5x (where exact FPI differs from FPI), query heads
+#: 4 -> 6 and key/value heads 2 -> 3 (groups of 2 kept), SwiGLU 176 -> 256 (LLaMA's 8/3 widths)
+LLAMA_TINY = dict(llama_source=_llama_shape(4, 64, 4, 2, 176), llama_target=_llama_shape(4, 96, 6, 3, 256))
+LLAMA_METHODS = ("scratch", "DirectCopy", "FPI", EXACT_FPI, "AKI", "bert2BERT")
+
 PRESETS = {
     "cpu": Preset(
         name="cpu",
@@ -114,7 +130,8 @@ PRESETS = {
         tokens_per_sample=64, batch_size=32, effective_batch=32,
         source_epochs=3, target_epochs=3, submodel_epochs=1, submodel_layers=2,
         stacking_schedule="2:1,4:2", mslt_layers=2, mslt_stage_epochs=1, mslt_full_epochs=1, share_until_epoch=1,
-        methods={"bert": ("scratch", "FPI", "AKI", "bert2BERT"), "gpt": ("scratch", "FPI", "AKI", "bert2BERT")},
+        methods={"bert": ("scratch", "FPI", "AKI", "bert2BERT"), "gpt": ("scratch", "FPI", "AKI", "bert2BERT"),
+                 "llama": LLAMA_METHODS}, **LLAMA_TINY,
         # BERT leaves the masked-LM plateau only after ~700 updates of 32 x 32 tokens at lr 2e-3 (probes before
         # this preset was fixed: S(2,128) 7.22 bits at update 600, 6.55 at 1,152; blocks of 64 tokens or batches
         # of 16 were slower per update or still on the plateau), so BERT trains on blocks of 32 tokens, 2 layers
@@ -142,7 +159,8 @@ PRESETS = {
         tokens_per_sample=32, batch_size=32, effective_batch=32,
         source_epochs=4, target_epochs=6, submodel_epochs=1, submodel_layers=1,
         stacking_schedule="1:1,2:5", mslt_layers=1, mslt_stage_epochs=1, mslt_full_epochs=4, share_until_epoch=1,
-        methods={"bert": ALL_METHODS + (EXACT_FPI,), "gpt": ALL_METHODS}, seeds=(1, 2, 3), short_source_epochs=1,
+        methods={"bert": ALL_METHODS + (EXACT_FPI,), "gpt": ALL_METHODS, "llama": LLAMA_METHODS}, **LLAMA_TINY,
+        seeds=(1, 2, 3), short_source_epochs=1,
         ablations={
             "bert": [Ablation("AKI (source trained 1/4 as long)", "AKI", source="short"),
                      Ablation("bert2BERT (stage 1 trains the embeddings)", "bert2BERT",
@@ -159,7 +177,8 @@ PRESETS = {
                                                 tuple(_shape("bert", "b2b_bert_mini", 4, 128, 4)))]},
         family_overrides={"gpt": dict(tokens_per_sample=64, source_epochs=4, target_epochs=4, short_source_epochs=1,
                                       submodel_layers=2, stacking_schedule="2:1,4:3", mslt_layers=2,
-                                      mslt_full_epochs=2, share_until_epoch=1)},
+                                      mslt_full_epochs=2, share_until_epoch=1),
+                          "llama": dict(tokens_per_sample=64, source_epochs=4, target_epochs=4, submodel_layers=2)},
         data_lines=25000, valid_lines=600, num_merges=500, log_interval=10, downstream=TINY_DOWNSTREAM,
     ),
     "gpu": Preset(
