@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import b2b_train_main, run_cli, subset_bin
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_COMMON = ROOT / "examples" / "paper" / "README.md"
@@ -334,18 +334,24 @@ def _documented(doc: Path, workdir: Path, name: str, *contains: str) -> list:
     raise AssertionError(f"{doc.name} documents no {name} command with {contains}")
 
 
-def test_training_scratch_run_for_real(data_bin, tmp_path):
+def test_training_scratch_run_for_real(data_bin, tmp_path, monkeypatch, capsys):
     """docs/training.md's scratch command with TINY shapes, from a fresh folder: --log-file into a
-    save-dir that does not exist yet works, and --updates-per-epoch is the epoch's real length."""
+    save-dir that does not exist yet works, and --updates-per-epoch is the epoch's real length.
+    b2b-train runs in this process, on the first ~12,000 tokens of the test data-bin (a few updates)."""
     (tmp_path / "rec").mkdir()
     argv = _documented(TRAINING, tmp_path / "rec", "b2b-train", "runs/scratch/train.log")
-    tiny = tiny_argv(argv[1:], data_bin)
-    upe = run_cli("b2b-train", *tiny, "--updates-per-epoch", cwd=tmp_path)
-    run_cli("b2b-train", *tiny, cwd=tmp_path)
+    (tmp_path / "bin").mkdir()
+    tiny = tiny_argv(argv[1:], subset_bin(data_bin, tmp_path / "bin", 12000, 400))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    b2b_train_main([*tiny, "--updates-per-epoch"], monkeypatch)
+    upe = int(capsys.readouterr().out.strip().splitlines()[-1])
+    b2b_train_main(tiny, monkeypatch)
     log = tmp_path / "runs" / "scratch" / "train.log"
     records = [json.loads(line[line.index("{"):]) for line in log.read_text().splitlines()
                if '"train_num_updates"' in line and '"epoch"' in line]
-    assert records and int(records[-1]["train_num_updates"]) == int(upe.stdout.strip().splitlines()[-1])
+    assert records and int(records[-1]["train_num_updates"]) == upe
+    assert upe >= 3  # an epoch of several updates
     state = __import__("torch").load(tmp_path / "runs" / "scratch" / "checkpoint_last.pt", weights_only=False)
     assert os.path.isabs(state["cfg"]["task"]["data"])  # found again from any folder
 

@@ -17,7 +17,7 @@ from fairseq_b2b.growth import BERT, GPT, ModelShape, grow_state_dict, make_maps
 from fairseq_b2b.growth.mapping import sample_mapping, stream_statistics_weights
 from fairseq_b2b.models import weighted_layernorm as wln
 
-from conftest import TINY, run_cli
+from conftest import TINY
 from growth_helpers import random_state_dict
 
 TOL = 1e-5
@@ -38,8 +38,8 @@ def wide_sources(tmp_path_factory, data_bin):
     out = {}
     for family, task, arch in (("bert", "masked_lm", "b2b_bert_tiny"), ("gpt", "language_modeling", "b2b_gpt_tiny")):
         save = tmp_path_factory.mktemp(f"wide_{family}")
-        run_cli("b2b-train", data_bin, "--task", task, *(["--criterion", "masked_lm"] if family == "bert" else []),
-                "--arch", arch, *_arch(family, 256, 8), "--max-update", 20, "--save-dir", save, *TINY)
+        train_in_process([data_bin, "--task", task, *(["--criterion", "masked_lm"] if family == "bert" else []),
+                          "--arch", arch, *_arch(family, 256, 8), "--max-update", "20", "--save-dir", str(save), *TINY])
         out[family] = os.path.join(save, "checkpoint_last.pt")
     return out
 
@@ -296,10 +296,12 @@ def test_bad_anneal_updates_are_one_line_errors(tmp_path, data_bin, small_bert, 
     assert not os.path.exists(tmp_path / "checkpoint_last.pt")
 
 
-def test_bad_anneal_updates_from_the_command_line_print_one_line(tmp_path, data_bin, small_bert):
-    proc = run_cli("b2b-train", *_anneal_argv(data_bin, small_bert, tmp_path, 10, 4), check=False)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("fairseq-b2b: error: --growth-anneal-updates 10 is larger")
+def test_bad_anneal_updates_from_the_command_line_print_one_line(tmp_path, data_bin, small_bert, capsys, monkeypatch):
+    from conftest import b2b_train_main, exit_line
+
+    last = exit_line(lambda argv: b2b_train_main(argv, monkeypatch),  # a non-zero exit, no traceback
+                     _anneal_argv(data_bin, small_bert, tmp_path, 10, 4), capsys)
+    assert last.startswith("fairseq-b2b: error: --growth-anneal-updates 10 is larger")
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,8 +398,8 @@ def test_gpt_with_embedding_layernorm_exact_and_named(tmp_path, data_bin, caplog
     from fairseq_b2b.evaluate import logits, max_abs_logit_diff
 
     save = tmp_path / "src"
-    run_cli("b2b-train", data_bin, "--task", "language_modeling", "--arch", "b2b_gpt_tiny", "--layernorm-embedding",
-            "--max-update", 10, "--save-dir", save, *TINY)
+    train_in_process([data_bin, "--task", "language_modeling", "--arch", "b2b_gpt_tiny", "--layernorm-embedding",
+                      "--max-update", "10", "--save-dir", str(save), *TINY])
     source = str(save / "checkpoint_last.pt")
     report, out = _grow_and_eval(tmp_path, source, "gpt", 96, 3, data_bin)
     assert report["max_abs_logit_diff"] <= TOL and report["notes"] == []

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import TINY, b2b_train_main, subset_bin
 from fairseq_b2b import experiment as ex
 from fairseq_b2b.experiment import runner
 from fairseq_b2b.cli import experiment as ex_cli
@@ -30,14 +30,21 @@ def _opt(argv, name):
     return argv[argv.index(name) + 1]
 
 
+@pytest.fixture(scope="module")
+def mid_bin(data_bin, tmp_path_factory):
+    """The first ~15,000 train / ~1,500 valid tokens of the test data-bin: with --batch-size 8,
+    --tokens-per-sample 64 and --update-freq 8, an epoch of 4 updates, the last a partial group."""
+    return subset_bin(data_bin, tmp_path_factory.mktemp("mid_bin"), 15000, 1500)
+
+
 @pytest.mark.parametrize("family,task,arch", [("bert", "b2b_masked_lm", "b2b_bert_tiny"),
                                               ("gpt", "b2b_language_modeling", "b2b_gpt_tiny")])
-def test_updates_per_epoch_is_what_fairseq_runs_with_update_freq_8(data_bin, tmp_path, family, task, arch):
-    tokens = ex.count_train_tokens(data_bin)
+def test_updates_per_epoch_is_what_fairseq_runs_with_update_freq_8(mid_bin, tmp_path, monkeypatch, family, task, arch):
+    tokens = ex.count_train_tokens(mid_bin)
     expected = ex.updates_per_epoch_from_tokens(tokens, family, 64, 8, update_freq_=8)
     save = tmp_path / "run"
-    run_cli("b2b-train", data_bin, "--task", task, "--arch", arch, "--submodel-epochs", "0", "--max-epoch", "1",
-            "--update-freq", "8", "--save-dir", save, "--log-file", save / "train.log", *TINY)
+    b2b_train_main([mid_bin, "--task", task, "--arch", arch, "--submodel-epochs", "0", "--max-epoch", "1",
+                    "--update-freq", "8", "--save-dir", save, "--log-file", save / "train.log", *TINY], monkeypatch)
     last = _records(save / "train.log", '"train_loss"')[-1]
     assert int(last["train_num_updates"]) == expected
     assert expected >= 2  # a real epoch of several updates
@@ -75,18 +82,18 @@ def test_effective_batch_is_independent_of_the_world_size():
     assert ex.world_size_of(paper, ["--distributed-world-size", "4"]) == 4
 
 
-def test_validate_at_start_is_the_grown_models_loss(data_bin, tmp_path):
+def test_validate_at_start_is_the_grown_models_loss(mid_bin, tmp_path, monkeypatch):
     """A FPI-grown run's update-0 validation equals the source's own validation (exact growth at
     an integer ratio); it is logged in --log-file and its train_flops is 0."""
     src = tmp_path / "src"
-    run_cli("b2b-train", data_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny", "--submodel-epochs", "0",
-            "--max-update", "20", "--validate-interval-updates", "20", "--save-dir", src,
-            "--log-file", src / "train.log", *TINY)
+    b2b_train_main([mid_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny", "--submodel-epochs", "0",
+                    "--max-update", "20", "--validate-interval-updates", "20", "--save-dir", src,
+                    "--log-file", src / "train.log", *TINY], monkeypatch)
     src_valid = [r for r in _records(src / "train.log", '"valid_loss"') if r.get("valid_num_updates") == "20"][-1]
     grown = tmp_path / "grown"
-    run_cli("b2b-train", data_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_wide", "--submodel-epochs", "0",
-            "--init-from-small", src / "checkpoint_last.pt", "--growth-method", "fpi", "--validate-at-start",
-            "--max-update", "2", "--save-dir", grown, "--log-file", grown / "train.log", *TINY)
+    b2b_train_main([mid_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny_wide", "--submodel-epochs", "0",
+                    "--init-from-small", src / "checkpoint_last.pt", "--growth-method", "fpi", "--validate-at-start",
+                    "--max-update", "2", "--save-dir", grown, "--log-file", grown / "train.log", *TINY], monkeypatch)
     start = [r for r in _records(grown / "train.log", '"valid_loss"') if r.get("valid_at_start")]
     assert len(start) == 1 and start[0]["valid_num_updates"] == "0" and float(start[0]["valid_train_flops"]) == 0
     assert float(start[0]["valid_loss"]) == pytest.approx(float(src_valid["valid_loss"]), abs=2e-3)
@@ -166,12 +173,13 @@ def test_dry_run_prints_the_exact_shell_commands(data_bin, tmp_path, capsys):
     assert not (tmp_path / "exp" / "runs").exists()  # a dry run trains nothing
 
 
-def test_log_file_lines_are_written_once_per_record(data_bin, tmp_path):
+def test_log_file_lines_are_written_once_per_record(small_bin, tmp_path, monkeypatch):
     """fairseq adds a --log-file handler per progress bar (each epoch); the package keeps one,
     so a 3-epoch run's log holds every record once (the report's curves read these files)."""
     save = tmp_path / "run"
-    run_cli("b2b-train", data_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny", "--submodel-epochs", "0",
-            "--max-epoch", "3", "--save-dir", save, "--log-file", save / "train.log", *TINY, "--batch-size", "64")
+    b2b_train_main([small_bin, "--task", "b2b_masked_lm", "--arch", "b2b_bert_tiny", "--submodel-epochs", "0",
+                    "--max-epoch", "3", "--save-dir", save, "--log-file", save / "train.log", *TINY, "--batch-size", "64"],
+                   monkeypatch)
     lines = [line for line in open(save / "train.log") if "{" in line]
     assert len([line for line in lines if '"train_loss"' in line]) == 3
     assert len(lines) == len(set(lines))

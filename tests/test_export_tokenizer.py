@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
 
 LM_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "lm-eval"
 
@@ -19,7 +18,9 @@ LM_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "lm-eval"
 def exported(small_gpt, bpe_corpus, tmp_path_factory):
     pytest.importorskip("transformers")
     out = tmp_path_factory.mktemp("gpt-hf") / "hf"
-    run_cli("b2b-export-hf", small_gpt, "--output", out, "--dict", bpe_corpus["dict"], "--codes", bpe_corpus["codes"])
+    from fairseq_b2b.hf.export_hf import main
+
+    main([str(small_gpt), "--output", str(out), "--dict", str(bpe_corpus["dict"]), "--codes", str(bpe_corpus["codes"])])
     return out
 
 

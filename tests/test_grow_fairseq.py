@@ -8,7 +8,7 @@ import pytest
 
 from fairseq_b2b.cli import grow as grow_cli
 
-from conftest import TINY, run_cli
+from conftest import TINY, b2b_train_main
 
 
 def grow(tmp_path, source, arch, method="fpi", exact=False, data=None, extra=(), name="grown.pt"):
@@ -64,7 +64,7 @@ def test_grown_checkpoint_loads_in_fairseq_hub_interface(tmp_path, data_bin, sma
     assert features.shape == (1, len(tokens), 128)
 
 
-def test_init_from_small_in_fairseq_train_then_resume_skips_growth(tmp_path, data_bin, small_bert):
+def test_init_from_small_in_fairseq_train_then_resume_skips_growth(tmp_path, data_bin, small_bert, monkeypatch):
     from fairseq_b2b.checkpoints import load_model
     from fairseq_b2b.evaluate import split_loss
 
@@ -72,9 +72,9 @@ def test_init_from_small_in_fairseq_train_then_resume_skips_growth(tmp_path, dat
     cmd = [data_bin, "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "b2b_bert_tiny_wide",
            "--init-from-small", small_bert, "--growth-method", "fpi", "--save-dir", save, *TINY]
     cmd[cmd.index("--lr") + 1] = "1e-12"  # keep the grown weights as they are through the update
-    first = run_cli("b2b-train", *cmd, "--max-update", 1)
-    assert "grew (L=2, D=64, FFN=256, heads=2) -> (L=2, D=128, FFN=512, heads=4) with fpi" in first.stderr
-    valid = [json.loads(line[line.index("{"):]) for line in first.stderr.splitlines() if '"valid_loss"' in line]
+    first = b2b_train_main([*cmd, "--max-update", 1], monkeypatch)  # in this process: its log records
+    assert "grew (L=2, D=64, FFN=256, heads=2) -> (L=2, D=128, FFN=512, heads=4) with fpi" in first
+    valid = [json.loads(line[line.index("{"):]) for line in first.splitlines() if '"valid_loss"' in line]
     source, task, cfg = load_model(small_bert, data_bin)
     source_loss = split_loss(source, task, task.build_criterion(cfg.criterion), "valid", cfg)
     grown, gtask, gcfg = load_model(str(save / "checkpoint_last.pt"), data_bin)
@@ -83,9 +83,9 @@ def test_init_from_small_in_fairseq_train_then_resume_skips_growth(tmp_path, dat
     assert float(valid[0]["valid_loss"]) == pytest.approx(round(source_loss, 3), abs=1.5e-3)
     assert gcfg.model.init_from_small is None and gcfg.model.b2b_grown_from["method"] == "fpi"
 
-    resumed = run_cli("b2b-train", *cmd, "--max-update", 2)
-    assert "growth from" in resumed.stderr and "skipped" in resumed.stderr
-    assert "grew (" not in resumed.stderr
+    resumed = b2b_train_main([*cmd, "--max-update", 2], monkeypatch)
+    assert "growth from" in resumed and "skipped" in resumed
+    assert "grew (" not in resumed
 
 
 def _bad(tmp_path, capsys, *argv):
@@ -119,19 +119,27 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, data_bin, sm
                                          "--data", other)
 
 
-def test_bad_input_from_the_command_line_prints_one_line(tmp_path, small_bert):
-    proc = run_cli("b2b-grow", "--source", small_bert, "--arch", "b2b_bert_tiny_wide", "--encoder-attention-heads", "8",
-                   "--output", tmp_path / "x.pt", check=False)
-    assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert "head size mismatch" in proc.stderr and not (tmp_path / "x.pt").exists()
+def test_bad_input_from_the_command_line_prints_one_line(tmp_path, small_bert, capsys):
+    from conftest import exit_line
+
+    line = exit_line(grow_cli.main, ["--source", small_bert, "--arch", "b2b_bert_tiny_wide", "--encoder-attention-heads",
+                                     "8", "--output", tmp_path / "x.pt"], capsys, alone=True)  # exit 1, that line only
+    assert "head size mismatch" in line and not (tmp_path / "x.pt").exists()
 
 
 def test_a_stock_fairseq_roberta_checkpoint_grows_exactly(tmp_path, data_bin):
     """--init-from-small / b2b-grow also take stock fairseq `roberta` checkpoints."""
-    run_cli("fairseq-train", data_bin, "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta",
-            "--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-attention-heads", "2",
-            "--encoder-ffn-embed-dim", "256", "--max-update", "10", "--save-dir", tmp_path / "rob", *TINY)
+    from fairseq import distributed_utils, options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq_cli import train as fairseq_train
+
+    # stock fairseq-train's main in this process, without the plugin's --user-dir
+    argv = [data_bin, "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta", "--encoder-layers", "2",
+            "--encoder-embed-dim", "64", "--encoder-attention-heads", "2", "--encoder-ffn-embed-dim", "256",
+            "--max-update", "10", "--save-dir", str(tmp_path / "rob"), *TINY]
+    args = options.parse_args_and_arch(options.get_training_parser(), input_args=argv)
+    assert args.user_dir is None
+    distributed_utils.call_main(convert_namespace_to_omegaconf(args), fairseq_train.main)
     report = grow(tmp_path, str(tmp_path / "rob" / "checkpoint_last.pt"), "b2b_bert_tiny_wide", data=data_bin)
     assert report["source_shape"] == "(L=2, D=64, FFN=256, heads=2)"
     assert report["max_abs_logit_diff"] < 1e-5

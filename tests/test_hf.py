@@ -454,14 +454,14 @@ def test_export_errors(tr, tmp_path, monkeypatch):
     assert not os.path.exists(tmp_path / "hf2")
 
 
-def test_cli_error_is_one_line_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "fairseq_b2b.hf.import_hf", str(tmp_path / "nope"), "--family", "bert",
-                           "--output", str(tmp_path / "m.pt")], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 1
-    err = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert err == [f"b2b-import-hf: error: '{tmp_path / 'nope'}' is not a directory: pass a HuggingFace model directory "
-                   "(config.json, weights, vocabulary)"], proc.stderr
+def test_cli_error_is_one_line_without_traceback(tmp_path, capsys):
+    from conftest import exit_line
+
+    # in-process (conftest.exit_line: exit status 1 for a message, no traceback, nothing else printed)
+    line = exit_line(import_main, [str(tmp_path / "nope"), "--family", "bert", "--output", str(tmp_path / "m.pt")],
+                     capsys, alone=True)
+    assert line == (f"b2b-import-hf: error: '{tmp_path / 'nope'}' is not a directory: pass a HuggingFace model "
+                    "directory (config.json, weights, vocabulary)")
 
 
 def test_package_does_not_import_transformers():
