@@ -9,11 +9,11 @@ command -v "$PY" >/dev/null || PY=python3
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import fairseq, fastBPE, sacremoses, pytest, hypothesis, matplotlib, transformers, safetensors, gguf, fairseq_b2b" 2>/dev/null; then
+if ! .venv/bin/python -c "import fairseq, fastBPE, sacremoses, pytest, xdist, hypothesis, matplotlib, transformers, safetensors, gguf, fairseq_b2b" 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt torch "numpy<2" cython setuptools wheel
   # fastBPE and fairseq compile C++/Cython against the installed torch and Cython
   .venv/bin/pip install -q --disable-pip-version-check --no-build-isolation -c constraints.txt \
-      fairseq-fixed fastbpe sacremoses pytest hypothesis matplotlib tensorboardX transformers safetensors gguf
+      fairseq-fixed fastbpe sacremoses pytest pytest-xdist hypothesis matplotlib tensorboardX transformers safetensors gguf
   .venv/bin/pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
 fi
 # fairseq-fixed declares torchaudio, and pip brings the newest (2.11.1), whose C extension does
