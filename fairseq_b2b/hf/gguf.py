@@ -171,6 +171,7 @@ def read_gguf(path: str) -> GGUFModel:
         kinds[t.tensor_type.name] = kinds.get(t.tensor_type.name, 0) + 1
         if t.tensor_type.name not in SUPPORTED_TYPES:
             _dequantize(gguf, t, path)  # raises the one-line refusal
+    files = tokenizer_files(fields, tokens, roles, config["max_position_embeddings"], path)  # refusals before the tensors
     weights = {}
     for name, t in by_name.items():
         w = _dequantize(gguf, t, path)
@@ -179,7 +180,6 @@ def read_gguf(path: str) -> GGUFModel:
         elif name.endswith(".attn_k.weight"):
             w = unpermute_rows(w, KV)
         weights[names[name]] = w
-    files = tokenizer_files(fields, tokens, roles, config["max_position_embeddings"], path)
     return GGUFModel(config, weights, tokens, roles, files, kinds)
 
 

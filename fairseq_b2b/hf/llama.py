@@ -163,9 +163,11 @@ def hf_config(tr, args, shape: dict, mapping: VocabMapping, base: dict, special_
     """``LlamaConfig`` of the export: ``base`` (the imported config.json, its rotary keys replaced)
     overridden by the checkpoint's shape; a fairseq dictionary's ``</s>`` is bos and eos."""
     base = {k: v for k, v in base.items() if k not in ROPE_KEYS}
+    # rotary positions have no table: a model trained on shorter blocks keeps the imported context length
+    positions = max(shape["positions"], int(base.get("max_position_embeddings") or 0))
     values = dict(vocab_size=len(mapping.hf_tokens), hidden_size=shape["dim"], num_hidden_layers=shape["layers"],
                   num_attention_heads=shape["heads"], num_key_value_heads=kv_heads, head_dim=head_dim,
-                  intermediate_size=shape["ffn"], hidden_act="silu", max_position_embeddings=shape["positions"],
+                  intermediate_size=shape["ffn"], hidden_act="silu", max_position_embeddings=positions,
                   rms_norm_eps=float(model_arg(args, "rms_norm_eps", 1e-5)),
                   rope_theta=float(model_arg(args, "rope_theta", 10000.0)),  # transformers 5 files it in rope_parameters
                   attention_bias=False, mlp_bias=False, tie_word_embeddings=tied,
