@@ -25,6 +25,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from ..outputs import die_with_parent
 from .presets import ExperimentError, Preset
 from .training_run import say
 
@@ -85,7 +86,8 @@ def _call(root: str, argv: list, log: str, threads: int | None) -> None:
         env["OMP_NUM_THREADS"] = str(threads)
     os.makedirs(os.path.dirname(os.path.join(root, log)), exist_ok=True)
     with open(os.path.join(root, log), "w") as f:
-        rc = subprocess.run([_bin(argv[0]), *argv[1:]], cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run([_bin(argv[0]), *argv[1:]], cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent).returncode
     if rc != 0:
         with open(os.path.join(root, log)) as f:
             tail = f.read().strip().splitlines()[-1:] or ["(no output)"]

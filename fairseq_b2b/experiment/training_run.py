@@ -12,6 +12,7 @@ import threading
 import time
 
 from ..json_log import json_record
+from ..outputs import die_with_parent
 from .plan import Run
 from .presets import ExperimentError
 
@@ -73,7 +74,7 @@ def run_training(root: str, data_bin: str, run: Run, echo_every: int = 5, thread
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
     proc = subprocess.Popen([_bin("b2b-train"), *argv[1:]], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent)
     tail, count = [], 0
     for line in proc.stdout:
         tail = (tail + [line])[-40:]
