@@ -218,6 +218,13 @@ def report_experiment(root: str, out_dir: str, plots: bool = True) -> dict:
         if "ablation_eb" in result:
             print("\nTwo-stage ablation (Table 4):\n")
             print(_ablation_md(result["ablation_eb"]))
+        from ..experiment.downstream import group_scores, markdown as downstream_markdown
+
+        downstream = group_scores(root, group)
+        if downstream:  # b2b-experiment's downstream step (presets with a downstream recipe)
+            result["downstream"] = downstream
+            print("\nDownstream (Table 2 in miniature):\n")
+            print(downstream_markdown(result, downstream))
         if plots:
             png = os.path.join(out_dir, f"loss_vs_flops_{key}.png")
             rep.plot_curves(curves, png, result["target_loss"], result["title"])

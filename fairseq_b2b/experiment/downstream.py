@@ -262,7 +262,8 @@ def markdown(result: dict, scores: dict) -> str:
                      f"{saving_cell(m, 'saving_with_source') if m else '-'} | "
                      + " | ".join(_cell(cells.get(t)) for t in titles) + f" | {seeds} |")
     for name, cells in scores["baselines"].items():
-        lines.append(f"| {name} | | | " + " | ".join(f"{cells[t]:.1f}" if t in cells else "" for t in titles) + " | |")
+        row = [name, "", "", *(f"{cells[t]:.1f}" if t in cells else "" for t in titles), ""]
+        lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     lines.append("downstream: dev scores x100 of each method's final model fine-tuned on the built-in tasks "
                  "(MILTON: b2b-glue builtin-task; QA: b2b-squad builtin-set), mean ± sd over pre-training seeds")
