@@ -166,7 +166,8 @@ def train_args(data_dir: Path, ckpt: str, summary: Dict, settings: Dict, hp: Dic
             "--adam-eps", "1e-06", "--weight-decay", "0.01", "--clip-norm", "0.0",
             "--lr-scheduler", "polynomial_decay", "--lr", f"{hp['lr']:g}", "--total-num-update", str(total),
             "--warmup-updates", str(int(WARMUP_FRACTION * total)), "--dropout", str(hp["dropout"]),
-            "--attention-dropout", str(hp["dropout"]), "--save-dir", str(save_dir), "--no-epoch-checkpoints"]
+            "--attention-dropout", str(hp["dropout"]), "--save-dir", str(save_dir), "--no-epoch-checkpoints",
+            "--disable-validation"]  # nothing is selected on dev: the final model is scored after training
     return cmd + run_flags(args)
 
 

@@ -306,14 +306,25 @@ def best_span(start_logits, end_logits, context_offset: int, context_length: int
     return float(scores.view(-1)[flat]), flat // n, flat % n
 
 
+def window_log_probs(logits, length: int):
+    """Start (or end) log-probabilities of one window: log-softmax over its ``length``
+    non-padding positions (``<s>`` included), as the span loss normalizes them in training."""
+    import torch
+
+    return torch.log_softmax(logits[:length].float(), dim=-1)
+
+
 def decode(fs: FeatureSet, logits: Dict[int, Tuple], max_answer_length: int) -> Dict[str, str]:
-    """{qid: answer text}: per question the best span over all its windows.  ``logits`` maps a
-    feature index to its (start, end) logits over the window's positions."""
+    """{qid: answer text}: per question the most probable span over all its windows,
+    ``log p(start) + log p(end)`` with each window's positions normalized as in training (a window
+    that puts its mass on ``<s>``, "not in this window", offers only improbable spans).  ``logits``
+    maps a feature index to its (start, end) logits over the window's positions."""
     best: Dict[int, Tuple[float, str]] = {}
     for k, f in enumerate(fs.features):
         if k not in logits:
             continue
         start, end = logits[k]
+        start, end = window_log_probs(start, len(f.source)), window_log_probs(end, len(f.source))
         score, a, b = best_span(start, end, f.context_offset, f.context_length, max_answer_length)
         if score == -math.inf:
             continue
