@@ -45,10 +45,8 @@ class GroupedQueryAttention(nn.Module):
         """``x`` (B, T, D); ``attn_mask`` a boolean (B, 1, T, S) mask (True: may attend) or None with
         ``is_causal`` (plain causal attention over the T positions, or none after a cache)."""
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = self._rotated_qk(x, cos, sin)
         v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if incremental_state is not None:
             cached = self.get_incremental_state(incremental_state, "kv")
             if cached is not None:
@@ -59,6 +57,21 @@ class GroupedQueryAttention(nn.Module):
             q, repeat_kv(k, group), repeat_kv(v, group), attn_mask=attn_mask,
             dropout_p=self.attention_dropout if self.training else 0.0, is_causal=attn_mask is None and is_causal)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+
+    def _rotated_qk(self, x, cos, sin):
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+
+    def probabilities(self, x, cos, sin, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The attention probabilities ``(B, heads, T, T)`` that ``forward`` applies (no cache, no
+        dropout): softmax(q k^T / sqrt(head size)) under the causal or the given boolean mask."""
+        q, k = self._rotated_qk(x, cos, sin)
+        scores = q @ repeat_kv(k, self.heads // self.kv_heads).transpose(-1, -2) / self.head_dim ** 0.5
+        t = x.shape[1]
+        allowed = attn_mask if attn_mask is not None else torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        return scores.masked_fill(~allowed, float("-inf")).softmax(-1)
 
     def reorder_incremental_state(self, incremental_state, new_order: torch.Tensor):
         """Beam search: the cached keys and values follow their hypotheses."""
