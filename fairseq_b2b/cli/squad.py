@@ -158,7 +158,9 @@ def train_args(data_dir: Path, ckpt: str, summary: Dict, settings: Dict, hp: Dic
                save_dir: Path, args) -> List[str]:
     total = math.ceil(windows / hp["batch_size"]) * hp["epochs"]
     cmd = finetune_argv(data_dir, "b2b_squad", "b2b_span", ckpt, summary)
-    cmd += ["--max-positions", str(settings["max_positions"]), "--doc-stride", str(settings["doc_stride"]),
+    model_positions = int(option(summary["model_args"], "max_positions", settings["max_positions"]))
+    cmd += ["--max-positions", str(model_positions), "--window-length", str(settings["max_positions"]),
+            "--doc-stride", str(settings["doc_stride"]),
             "--max-query-length", str(settings["max_query_length"]),
             "--max-answer-length", str(settings["max_answer_length"]),
             "--batch-size", str(hp["batch_size"]), "--required-batch-size-multiple", "1",

@@ -27,6 +27,9 @@ class SquadConfig(FairseqDataclass):
     data: str = field(default=MISSING, metadata={"help": "folder with dict.txt, bpe.codes, train.json, valid.json"})
     bpe_codes: str = field(default="", metadata={"help": "BPE codes of pre-training (default: DATA/bpe.codes)"})
     max_positions: int = field(default=512, metadata={"help": "longest input sequence (question + window + 4)"})
+    window_length: int = field(default=0, metadata={"help": "input length of one window, question + context + 4, "
+                                                            "at most --max-positions (0: --max-positions, the "
+                                                            "model's positions)"})
     doc_stride: int = field(default=128, metadata={"help": "step between the starts of a long context's windows"})
     max_query_length: int = field(default=64, metadata={"help": "question pieces kept (at most half the positions)"})
     max_answer_length: int = field(default=30, metadata={"help": "longest answer span decoded, in pieces"})
@@ -111,7 +114,8 @@ class SquadTask(FairseqTask):
         from ..eval.squad_data import build_features, read_squad
 
         training = split == "train" if training is None else training
-        fs = build_features(read_squad(path or self.split_file(split)), self.tokenizer, self.cfg.max_positions,
+        length = min(self.cfg.window_length or self.cfg.max_positions, self.cfg.max_positions)
+        fs = build_features(read_squad(path or self.split_file(split)), self.tokenizer, length,
                             self.cfg.doc_stride, self.cfg.max_query_length, training)
         st = fs.stats
         logger.info(f"{split}: {st['questions']} questions, {st['windows']} windows "
