@@ -7,9 +7,6 @@ sentence_prediction task and beats the majority class on dev; the results table 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

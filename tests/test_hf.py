@@ -118,7 +118,8 @@ def test_minilm_import_equals_hf_bertmodel(tr, minilm_dir, minilm_import):
     model, cfg, task = _load_fairseq(minilm_import["ckpt"], minilm_import["dir"])
     assert cfg.model._name == "b2b_bert" and cfg.model.layernorm_eps == 1e-12
     assert cfg.model.encoder_layers == 6 and cfg.model.encoder_embed_dim == 384 and cfg.model.encoder_attention_heads == 12
-    assert all(m.eps == 1e-12 for m in model.modules() if isinstance(m, torch.nn.LayerNorm))
+    eps = [m.eps for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert eps and set(eps) == {1e-12}  # not all() of nothing
     # the dictionary: specials mapped onto fairseq's, every other token keeps its order
     d = task.source_dictionary
     assert len(d) == 30522 and d.symbols[:4] == ["<s>", "<pad>", "</s>", "<unk>"] and d.index("<mask>") == 103
@@ -182,7 +183,8 @@ def test_minilm_import_grow_fpi_export(tr, minilm_dir, minilm_import, tmp_path):
     config = tr.AutoConfig.from_pretrained(out)
     assert config.layer_norm_eps == 1e-12 and config.hidden_size == 768 and config.num_attention_heads == 24
     grown = tr.BertModel.from_pretrained(out).eval()
-    assert all(m.eps == 1e-12 for m in grown.modules() if isinstance(m, torch.nn.LayerNorm))
+    eps = [m.eps for m in grown.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert eps and set(eps) == {1e-12}  # not all() of nothing
     _, enc, ref = _hf_reference(tr, minilm_dir)
     assert tr.AutoTokenizer.from_pretrained(out)(SENTENCES, padding=True)["input_ids"] == enc["input_ids"].tolist()
     with torch.no_grad():
