@@ -31,7 +31,7 @@ setup(
             "b2b-train = fairseq_b2b.cli.train:main",
             "b2b-user-dir = fairseq_b2b.cli.train:print_user_dir",
             "b2b-report = fairseq_b2b.cli.report:main",
-            "b2b-preprocess = fairseq_b2b.data.pipeline:main",
+            "b2b-preprocess = fairseq_b2b.cli.preprocess:main",
             "b2b-experiment = fairseq_b2b.cli.experiment:main",
             "b2b-eval-lm = fairseq_b2b.eval.lm:main",
             "b2b-glue = fairseq_b2b.eval.glue:main",

@@ -183,7 +183,7 @@ def test_corrupt_checkpoint_message_keeps_whole_words(tmp_path, monkeypatch):
     assert inner_reason() == "RuntimeError: " + " ".join(["abcdefgh"] * 13) + " ..."
 
 
-CONSOLE_PARSERS = {"b2b-grow": "fairseq_b2b.cli.grow", "b2b-preprocess": "fairseq_b2b.data.pipeline",
+CONSOLE_PARSERS = {"b2b-grow": "fairseq_b2b.cli.grow", "b2b-preprocess": "fairseq_b2b.cli.preprocess",
                    "b2b-glue": "fairseq_b2b.eval.glue", "b2b-eval-lm": "fairseq_b2b.eval.lm",
                    "b2b-import-hf": "fairseq_b2b.hf.import_hf", "b2b-export-hf": "fairseq_b2b.hf.export_hf",
                    "b2b-report": "fairseq_b2b.cli.report", "b2b-experiment": "fairseq_b2b.cli.experiment"}

