@@ -148,8 +148,9 @@ PRESETS = {
         name="cpu-full",
         description="BERT S(2,128) -> T(2,192) (width 1.5x, heads 4 -> 6 of 32) and GPT S(4,64) -> T(4,128), "
                     "every method, 3 seeds for scratch/FPI/exact FPI/AKI/bert2BERT, the ablation and BERT's "
-                    "depth-only growth S(2,128) -> T(4,128) beside it; the BERT part took 62 min on a 2-core CPU "
-                    "with --jobs 2 (2026-12-06), GPT's about 30 more (estimated from earlier runs)",
+                    "depth-only growth S(2,128) -> T(4,128) beside it, then every BERT target fine-tuned on the "
+                    "built-in MILTON and QA tasks; the BERT part took 51 min of pre-training and 17 of fine-tuning "
+                    "on a 2-core CPU with --jobs 2 (2026-12-06), GPT's pre-training about 30 more (estimated)",
         bert_source=_shape("bert", "b2b_bert_mini", 2, 128, 4), bert_target=_shape("bert", "b2b_bert_mini", 2, 192, 6),
         gpt_source=_shape("gpt", "b2b_gpt_mini", 4, 64, 2), gpt_target=_shape("gpt", "b2b_gpt_mini", 4, 128, 4),
         train=_common(2e-3, 100, ["--cpu", "--num-workers", "0"], dropout=0.0),
