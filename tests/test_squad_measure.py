@@ -5,12 +5,11 @@ it with
 
     B2B_SQUAD_MEASURE=1 OMP_NUM_THREADS=1 python -m pytest -q -s tests/test_squad_measure.py
 
-Measured 2026-12-06 (fairseq_b2b/eval/squad.md): the `cpu` preset's AKI model, S(2,128) ->
-T(2,192) at 32 positions, fine-tuned on 3,000 questions with lr 1e-3, scored dev EM 43.7 /
-F1 44.7 against the baseline's EM 33.6 / F1 34.6 at the end of epoch 2 of this 4-epoch run (the
-run was stopped there for time, so the full run is not measured yet).  Models pre-trained on
-the small test data-bin stay near the masked-LM plateau and do not beat the baseline (F1 27.9),
-which is why this test pre-trains with the preset.
+Measured 2026-12-06 (fairseq_b2b/eval/squad.md): step 3 on the `cpu` preset's AKI model of the
+demo run (S(2,128) -> T(2,192), 32 positions) scored dev EM 57.3 / F1 58.9 against the
+baseline's EM 33.6 / F1 34.6 (602 questions).  Models pre-trained on the small test data-bin
+stay near the masked-LM plateau and do not beat the baseline (F1 27.9), which is why this test
+pre-trains with the preset.
 
 Steps:
 1. ``b2b-experiment --preset cpu --families bert --only AKI``: the BERT source S(2,128) and its
