@@ -1,6 +1,7 @@
 """Building b2b models the way fairseq-train does, and writing checkpoints fairseq can load."""
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 
@@ -117,26 +118,28 @@ def build_trainer(argv: list, seed: bool = False):
     return cfg, task, trainer
 
 
+class LogLines(logging.Handler):
+    """Collects log records at INFO and above as ``LEVEL:logger:message`` lines."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(f"{record.levelname}:{record.name}:{record.getMessage()}")
+
+
 def train_in_process(argv: list) -> str:
     """fairseq-train's main in this process (no start-up cost); returns its log lines."""
-    import logging
 
     from fairseq import checkpoint_utils, distributed_utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train as fairseq_train
 
-    class Records(logging.Handler):
-        def __init__(self):
-            super().__init__(logging.INFO)
-            self.lines = []
-
-        def emit(self, record):
-            self.lines.append(f"{record.levelname}:{record.name}:{record.getMessage()}")
-
     if hasattr(checkpoint_utils.save_checkpoint, "best"):  # fairseq keeps the best score across runs
         del checkpoint_utils.save_checkpoint.best
     cfg = convert_namespace_to_omegaconf(parse_training_args(argv))
-    handler, root = Records(), logging.getLogger()
+    handler, root = LogLines(), logging.getLogger()
     level = root.level
     root.addHandler(handler)
     root.setLevel(logging.INFO)

@@ -50,22 +50,15 @@ def b2b_train_main(argv, monkeypatch) -> str:
 
     from fairseq import checkpoint_utils
 
+    from fairseq_b2b.checkpoints import LogLines
     from fairseq_b2b.cli.train import main
-
-    class Records(logging.Handler):
-        def __init__(self):
-            super().__init__(logging.INFO)
-            self.lines = []
-
-        def emit(self, record):
-            self.lines.append(f"{record.levelname}:{record.name}:{record.getMessage()}")
 
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     if hasattr(checkpoint_utils.save_checkpoint, "best"):
         del checkpoint_utils.save_checkpoint.best
     # the root handlers an earlier in-process command installed (logging.basicConfig(force=True))
     # write to that test's captured stream, long closed: set aside while this command runs
-    handler, root = Records(), logging.getLogger()
+    handler, root = LogLines(), logging.getLogger()
     level, before = root.level, root.handlers[:]
     root.handlers = [handler]
     root.setLevel(logging.INFO)

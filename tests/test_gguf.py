@@ -17,7 +17,7 @@ import torch
 import fairseq_b2b  # noqa: F401
 from fairseq_b2b.hf import common
 from fairseq_b2b.hf.import_hf import import_hf
-from fairseq_b2b.hf.import_hf import main as import_main
+from hf_test_helpers import import_fails as _fail, load_fairseq as _load_fairseq
 from smollm2_helpers import real_lines, require_smollm2
 
 gguf = pytest.importorskip("gguf", reason='the gguf package is not installed (pip install ".[gguf]")')
@@ -138,22 +138,6 @@ def _dequantized_like_gguf(model, qtype):
                     gguf.quants.dequantize(gguf.quants.quantize(a, qt), qt)
                 p.copy_(torch.from_numpy(np.asarray(a, dtype=np.float32).reshape(p.shape)))
     return model
-
-
-def _fail(argv):
-    with pytest.raises(SystemExit) as e:
-        import_main(argv)
-    msg = str(e.value.code)
-    assert msg.startswith("b2b-import-hf: error: ") and "\n" not in msg, msg
-    return msg
-
-
-def _load_fairseq(ckpt, data_dir):
-    from fairseq import checkpoint_utils
-
-    with common.quiet_fairseq():
-        models, _, task = checkpoint_utils.load_model_ensemble_and_task([ckpt], arg_overrides={"data": data_dir})
-    return models[0].eval(), task
 
 
 # ----------------------------------------------------------------------------- dequantization by hand

@@ -16,27 +16,11 @@ import fairseq_b2b  # noqa: F401  (registers b2b_llama)
 from fairseq_b2b.hf import common
 from fairseq_b2b.hf.export_hf import export_hf
 from fairseq_b2b.hf.import_hf import import_hf
-from fairseq_b2b.hf.import_hf import main as import_main
+from hf_test_helpers import import_fails as _fail, load_fairseq as _load_fairseq
 from smollm2_helpers import real_lines, require_smollm2
 
 TOL = 1e-4
 tr = pytest.importorskip("transformers")
-
-
-def _fail(argv):
-    with pytest.raises(SystemExit) as e:
-        import_main(argv)
-    msg = str(e.value.code)
-    assert msg.startswith("b2b-import-hf: error: ") and "\n" not in msg, msg
-    return msg
-
-
-def _load_fairseq(ckpt, data_dir):
-    from fairseq import checkpoint_utils
-
-    with common.quiet_fairseq():
-        models, _, task = checkpoint_utils.load_model_ensemble_and_task([ckpt], arg_overrides={"data": data_dir})
-    return models[0].eval(), task
 
 
 # ----------------------------------------------------------------------------- tiny LlamaForCausalLM
