@@ -16,26 +16,21 @@ pre-training seeds.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..outputs import die_with_parent
 from .presets import ExperimentError, Preset
-from .training_run import say
+from ..report import _mean_sd
+from .training_run import _bin, say
 
 TASKS = ("MILTON", "QA")
 #: (column title, task, key in the task's record); scores x100
 COLUMNS = (("MILTON acc", "MILTON", "accuracy"), ("QA EM", "QA", "exact_match"), ("QA F1", "QA", "f1"))
-
-
-def _bin(name: str) -> str:
-    return os.path.join(os.path.dirname(sys.executable), name)
 
 
 def downstream_runs(runs: list) -> list:
@@ -205,12 +200,6 @@ def run_downstream(root: str, preset: Preset, runs: list, jobs: int = 1, threads
 
 
 # ------------------------------------------------------------------------------ report
-
-def _mean_sd(values: list) -> tuple:
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
-    return mean, sd
-
 
 def group_scores(root: str, group: dict) -> dict | None:
     """{method: {column title: {"mean", "sd", "seeds"}}} of one experiment.json group from the
