@@ -16,11 +16,7 @@ def attention_maps(model, tokens: torch.Tensor) -> list:
     captured = []
 
     def hook(module, args, kwargs):
-        if hasattr(module, "probabilities"):  # the LLaMA family's grouped-query attention computes its own
-            captured.append((module, args, None))
-            return
-        query = kwargs.get("query", args[0] if args else None)
-        captured.append((module, query, kwargs.get("attn_mask")))
+        captured.append((module, args, kwargs))
 
     handles = [layer.self_attn.register_forward_pre_hook(hook, with_kwargs=True) for layer in owner.layers]
     try:
@@ -29,10 +25,11 @@ def attention_maps(model, tokens: torch.Tensor) -> list:
         for h in handles:
             h.remove()
     maps = []
-    for attn, query, mask in captured:
-        if hasattr(attn, "probabilities"):  # query: the layer's (x, cos, sin, attn_mask, ...) arguments
-            maps.append(attn.probabilities(*query[:3], query[3] if len(query) > 3 else None)[0])
+    for attn, args, kwargs in captured:
+        if hasattr(attn, "probabilities"):  # the LLaMA family's attention: args are (x, cos, sin, attn_mask, ...)
+            maps.append(attn.probabilities(*args[:3], args[3] if len(args) > 3 else None)[0])
             continue
+        query, mask = kwargs.get("query", args[0] if args else None), kwargs.get("attn_mask")
         x = query[:, 0]  # T x C (fairseq layers run time-first)
         T, heads = x.shape[0], attn.num_heads
         q = (attn.q_proj(x) * attn.scaling).view(T, heads, -1).transpose(0, 1)
