@@ -29,7 +29,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,37 +218,27 @@ def learn_codes(tok_train: Path, out_path: Path, opts: Options) -> None:
 
 def binarize(bpe_files: Dict[str, Path], dest: Path, workers: int, srcdict: Optional[Path],
              log_dir: Path) -> Dict[str, float]:
-    """fairseq-preprocess --only-source into ``dest``; its log goes to ``log_dir``.  Returns the
-    fraction of each split's tokens fairseq replaced by ``<unk>``."""
-    cmd = [sys.executable, "-m", "fairseq_cli.preprocess", "--only-source", "--destdir", str(dest),
-           "--workers", str(workers)]
-    for split, flag in (("train", "--trainpref"), ("valid", "--validpref"), ("test", "--testpref")):
-        if split in bpe_files:
-            cmd += [flag, str(bpe_files[split])]
-    if srcdict:
-        cmd += ["--srcdict", str(srcdict)]
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    log("binarize: " + " ".join(["fairseq-preprocess"] + cmd[3:]))
-    from ..outputs import die_with_parent
+    """fairseq-preprocess --only-source into ``dest`` (in this process, :mod:`.binarize`); its log
+    goes to ``log_dir``.  Returns the fraction of each split's tokens fairseq replaced by ``<unk>``."""
+    from .binarize import BinarizeError, fairseq_preprocess, move_log, only_source_argv
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            preexec_fn=die_with_parent)
-    tail: List[str] = []
+    argv = only_source_argv(dest, srcdict, workers, **{f"{split}pref": bpe_files.get(split) for split in SPLITS})
+    log("binarize: " + " ".join(["fairseq-preprocess"] + argv))
     rates: Dict[str, float] = {}
     by_file = {str(path): split for split, path in bpe_files.items()}
-    for line in proc.stdout:
-        tail = (tail + [line.rstrip()])[-20:]
+
+    def on_line(line: str) -> None:
         if "replaced" in line:
-            log("binarize: " + line.rstrip().split("] ", 1)[-1])
+            log("binarize: " + line.split("] ", 1)[-1])
             m = re.search(r"\] (.+?): \d+ sents, \d+ tokens, ([0-9.e+-]+)% replaced", line)
             if m and m.group(1) in by_file:
                 rates[by_file[m.group(1)]] = float(m.group(2)) / 100
-    if proc.wait() != 0:
-        last = next((t for t in reversed(tail) if t.strip()), "no output")
-        raise DataError(f"fairseq-preprocess failed: {last.strip()}")
-    if (dest / "preprocess.log").exists():  # it holds timestamps: keep data-bin reproducible
-        log_dir.mkdir(parents=True, exist_ok=True)
-        os.replace(dest / "preprocess.log", log_dir / "preprocess.log")
+
+    try:
+        fairseq_preprocess(argv, on_line)
+    except BinarizeError as e:
+        raise DataError(f"fairseq-preprocess failed: {e}") from None
+    move_log(dest, log_dir)
     return rates
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -113,24 +112,17 @@ def unknown_summary(unknown: Counter, limit: int = 8) -> str:
 
 def fairseq_preprocess(destdir, srcdict=None, workers: int = 1, **prefs) -> List[str]:
     """``fairseq-preprocess --only-source`` (prefs: trainpref=, validpref=, testpref=) into
-    ``destdir``; returns its command line.  One-line error with fairseq's last words on failure."""
-    cmd = [sys.executable, "-m", "fairseq_cli.preprocess", "--only-source", "--destdir", str(destdir),
-           "--workers", str(max(1, workers))]
-    for key in ("trainpref", "validpref", "testpref"):
-        if prefs.get(key):
-            cmd += [f"--{key}", str(prefs[key])]
-    if srcdict:
-        cmd += ["--srcdict", str(srcdict)]
-    from ..outputs import run_child
+    ``destdir``, in this process (:mod:`fairseq_b2b.data.binarize`); returns its command line.
+    One-line error with fairseq's last words on failure."""
+    from ..data.binarize import BinarizeError, fairseq_preprocess as run_preprocess, move_log, only_source_argv
 
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    proc = run_child(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    if proc.returncode != 0:
-        raise EvalError(f"fairseq-preprocess failed: {last_line(proc.stdout)}")
-    log = Path(destdir) / "preprocess.log"
-    if log.exists():
-        log.unlink()
-    return ["fairseq-preprocess"] + cmd[3:]
+    argv = only_source_argv(destdir, srcdict, workers, **prefs)
+    try:
+        run_preprocess(argv)
+    except BinarizeError as e:
+        raise EvalError(f"fairseq-preprocess failed: {e}") from None
+    move_log(destdir, None)
+    return ["fairseq-preprocess"] + argv
 
 
 def last_line(text: str) -> str:
