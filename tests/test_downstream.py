@@ -11,7 +11,8 @@ import pytest
 
 from fairseq_b2b import experiment as ex
 from fairseq_b2b.cli import report as report_cli
-from fairseq_b2b.experiment import downstream
+from fairseq_b2b.experiment import downstream, runner
+from test_experiment import _fake_training
 from test_report import write_log
 
 
@@ -81,6 +82,72 @@ TINY_RECIPE = {"cls": dict(train_per_class=60, dev_per_class=40, lr=1e-3, epochs
                           max_answer_length=8)}
 
 
+def _fake_fine_tunes(monkeypatch):
+    """downstream._call without subprocesses: records each argv and writes the results.json the
+    real command would (MILTON accuracy 0.75 with majority 0.5; QA EM 40 / F1 45)."""
+    calls = []
+
+    def fake(root, argv, log, threads):
+        calls.append(argv)
+        if argv[1] in ("builtin-task", "builtin-set"):
+            return
+        out = os.path.join(root, argv[argv.index("--output") + 1])
+        os.makedirs(out, exist_ok=True)
+        if argv[0] == "b2b-glue":
+            results = {"best": {"MILTON": {"score": 0.75, "lr": 3e-4, "epochs": 3,
+                                           "dev": {"dev": {"majority_acc": 0.5}}}}}
+        else:
+            results = {"exact_match": 40.0, "f1": 45.0, "questions": 60,
+                       "first_name_baseline": {"exact_match": 33.0, "f1": 34.0}}
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(results, f)
+
+    monkeypatch.setattr(downstream, "_call", fake)
+    return calls
+
+
+def test_the_experiment_fine_tunes_each_bert_method_once_and_again_only_when_its_checkpoint_changes(
+        tmp_path, monkeypatch):
+    """b2b-experiment's downstream step, with training and fine-tuning faked: after the pre-training
+    runs, the two data sets are written once and each BERT method's final model (not a source,
+    not GPT) gets one MILTON and one QA fine-tuning; a rerun redoes none, and a changed checkpoint
+    redoes that run's two."""
+    _fake_training(monkeypatch, delay=0.01)
+    fake_train = runner.run_training
+
+    def training_with_checkpoint(root, data_bin, run, echo_every=5, threads=None):
+        seconds = fake_train(root, data_bin, run, echo_every, threads)
+        with open(os.path.join(root, "runs", run.name, "checkpoint_last.pt"), "w") as f:
+            f.write(run.name)
+        return seconds
+
+    monkeypatch.setattr(runner, "run_training", training_with_checkpoint)
+    calls = _fake_fine_tunes(monkeypatch)
+    preset = replace(ex.PRESETS["cpu"], downstream=TINY_RECIPE)
+    root = tmp_path / "exp"
+    ex.run_experiment(preset, str(root), "DATA", ("bert", "gpt"), None, jobs=2)
+    runs = ex.plan(preset, ("bert", "gpt"), {"bert": 10, "gpt": 10})
+    compared = [r for r in runs if r.family == "bert" and not r.label.startswith("source")]
+    assert len(compared) == len(preset.methods["bert"]) >= 4
+    assert [c[:2] for c in calls[:2]] == [["b2b-glue", "builtin-task"], ["b2b-squad", "builtin-set"]]
+    tuned = sorted((c[0], c[c.index("--checkpoint") + 1]) for c in calls[2:])
+    assert tuned == sorted((tool, f"runs/{r.name}/checkpoint_last.pt") for r in compared
+                           for tool in ("b2b-glue", "b2b-squad"))
+    for r in compared:
+        for task, key, value in (("MILTON", "accuracy", 75.0), ("QA", "f1", 45.0)):
+            record = json.load(open(root / "downstream" / r.name / f"{task}.json"))
+            assert record[key] == value and record["method"] == r.label and record["seed"] == r.seed
+    calls.clear()
+    ex.run_experiment(preset, str(root), "DATA", ("bert", "gpt"), None, jobs=2)
+    assert calls == []  # every fine-tuning reused
+    changed = compared[-1]
+    (root / "runs" / changed.name / "checkpoint_last.pt").write_text("retrained")
+    downstream.run_downstream(str(root), preset, runs, jobs=1)
+    assert sorted(c[0] for c in calls) == ["b2b-glue", "b2b-squad"]
+    assert all(f"runs/{changed.name}/" in c[c.index("--checkpoint") + 1] for c in calls)
+
+
+@pytest.mark.slow  # the real commands of the test above, end to end (~70 s; CI runs it: scripts/test.sh -m "slow or not slow")
 def test_tiny_experiment_fine_tunes_every_method_and_reuses_finished_ones(tmp_path, monkeypatch, capsys):
     """A real tiny b2b-experiment (scratch and AKI, one epoch each, 32-token BERTs) with the
     downstream step, then b2b-report; a rerun redoes no fine-tuning."""
