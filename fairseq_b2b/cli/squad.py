@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Sequence
 from ..data.steps import file_digest
 from ..errors import B2BError, one_line_errors
 from ..eval.common import EvalError, atomic_write, checkpoint_summary, check_dictionary, finetune_argv, fmt_cmd
-from ..eval.finetune import run_flags
+from ..eval.finetune import add_run_options, add_vocabulary_options, run_flags, subcommand_parser
 from ..fairseq_args import option
 
 PROG = "b2b-squad"
@@ -338,17 +338,13 @@ def _cuda() -> bool:
 # ------------------------------------------------------------------------------ command line
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{builtin-set,prepare,fine-tune,evaluate}")
+    p, sub = subcommand_parser(PROG, __doc__, ['builtin-set', 'prepare', 'fine-tune', 'evaluate'])
 
     def data_opts(sp):
         sp.add_argument("--train", required=True, help="SQuAD v1.1 training JSON")
         sp.add_argument("--dev", required=True, help="SQuAD v1.1 dev JSON (scored)")
         sp.add_argument("--output", required=True, help="output folder")
-        sp.add_argument("--codes", default=None, help="pre-training BPE codes (default: bpe.codes beside the "
-                                                       "checkpoint's data-bin)")
-        sp.add_argument("--dict", default=None, help="pre-training dict.txt (default: the checkpoint's data-bin)")
+        add_vocabulary_options(sp)
         sp.add_argument("--max-positions", type=int, default=None,
                         help="input length: question + window + 4 (default: the checkpoint's positions)")
         sp.add_argument("--doc-stride", type=int, default=128,
@@ -376,8 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--epochs", type=int, default=PAPER["epochs"], help="(default: %(default)s, the paper's)")
     ft.add_argument("--batch-size", type=int, default=PAPER["batch_size"], help="(default: %(default)s, the paper's)")
     ft.add_argument("--dropout", type=float, default=0.1, help="(default: %(default)s)")
-    ft.add_argument("--seed", type=int, default=1, help="fairseq-train --seed (default: %(default)s)")
-    ft.add_argument("--cpu", action="store_true", help="train on CPU even if CUDA is available (default: off)")
+    add_run_options(ft)
     ft.add_argument("--fp16", action="store_true", help="mixed precision (CUDA) (default: off)")
     ft.add_argument("--batch-size-eval", type=int, default=64, help="(default: %(default)s)")
     ft.add_argument("--keep-checkpoint", action="store_true",

@@ -60,6 +60,29 @@ def default_codes(dict_path: Path, codes: Optional[str]) -> Path:
     return path
 
 
+def subcommand_parser(prog: str, doc: str, names: List[str]):
+    """(parser, subparsers) of a fine-tuning command with subcommands ``names``; the description is
+    the module docstring's first paragraph."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser, parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(names) + "}")
+
+
+def add_vocabulary_options(parser) -> None:
+    """--codes and --dict: the pre-training vocabulary, by default found from the checkpoint."""
+    parser.add_argument("--codes", default=None, help="pre-training BPE codes (default: bpe.codes beside the "
+                                                       "checkpoint's data-bin)")
+    parser.add_argument("--dict", default=None, help="pre-training dict.txt (default: the checkpoint's data-bin)")
+
+
+def add_run_options(parser) -> None:
+    """--seed and --cpu of every fine-tuning run (:func:`run_flags` puts them on its argv)."""
+    parser.add_argument("--seed", type=int, default=1, help="fairseq-train --seed (default: %(default)s)")
+    parser.add_argument("--cpu", action="store_true", help="train on CPU even if CUDA is available (default: off)")
+
+
 def run_flags(args) -> List[str]:
     """The flags every fine-tuning run's argv ends with: no optimizer state saved, ``--seed``, one
     process with a json log every 50 updates, and the device (``--cpu``, ``--fp16``)."""

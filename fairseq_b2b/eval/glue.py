@@ -50,7 +50,7 @@ from typing import Dict, Optional, Sequence
 
 from ..errors import one_line_errors
 from .common import EvalError, fmt_cmd
-from .finetune import bert_checkpoint, default_codes
+from .finetune import add_run_options, add_vocabulary_options, subcommand_parser, bert_checkpoint, default_codes
 from .glue_builtin import builtin_task
 from .glue_data import prepare_task, read_tsv, split_files  # noqa: F401  (read_tsv, split_files: tests)
 from .glue_metric import METRIC_NAMES
@@ -62,17 +62,13 @@ PROG = "b2b-glue"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{prepare,sweep,table,builtin-task}")
+    p, sub = subcommand_parser(PROG, __doc__, ['prepare', 'sweep', 'table', 'builtin-task'])
 
     def data_opts(sp):
         sp.add_argument("--glue-dir", required=True, help="folder with one sub-folder of TSVs per task")
         sp.add_argument("--tasks", required=True, help=f"comma-separated, from {','.join(TASKS)}")
         sp.add_argument("--output", required=True, help="output folder")
-        sp.add_argument("--codes", default=None, help="pre-training BPE codes (default: bpe.codes beside the "
-                                                       "checkpoint's data-bin)")
-        sp.add_argument("--dict", default=None, help="pre-training dict.txt (default: the checkpoint's data-bin)")
+        add_vocabulary_options(sp)
         sp.add_argument("--workers", type=int, default=1, help="processes for tokenization and binarization (default: %(default)s)")
         sp.add_argument("--verbose", action="store_true", help="show preprocessing and fairseq output (default: off)")
 
@@ -87,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--lrs", default=None, help="comma-separated learning rates (default: the grid's)")
     sw.add_argument("--epochs", default=None, help="comma-separated epoch counts (default: the grid's)")
     sw.add_argument("--batch-size", type=int, default=None, help="batch size of every run (default: the grid's, 32)")
-    sw.add_argument("--seed", type=int, default=1, help="fairseq-train --seed of every run (default: %(default)s)")
-    sw.add_argument("--cpu", action="store_true", help="train on CPU even if CUDA is available (default: off)")
+    add_run_options(sw)
     sw.add_argument("--fp16", action="store_true", help="mixed precision (CUDA); every run uses one device, so "
                                                         "the batch size is the paper's (default: off)")
     sw.add_argument("--keep-checkpoints", action="store_true",
