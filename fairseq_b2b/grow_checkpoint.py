@@ -69,7 +69,7 @@ def source_data_dir(data: str | None, recorded, source: str) -> str:
 
 def target_model_args(source_model_args: dict, arch: str, overrides: list) -> Namespace:
     """The source's model args with the target's arch and shape (like fairseq-train's parse)."""
-    from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
+    from fairseq.models import ARCH_CONFIG_REGISTRY
 
     args = Namespace(**{k: v for k, v in source_model_args.items() if k not in SHAPE_KEYS})
     parsed = parse_arch_options(arch, overrides)

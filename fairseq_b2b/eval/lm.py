@@ -52,7 +52,7 @@ from typing import Dict, List, Optional
 
 from ..errors import one_line_errors
 from ..fairseq_args import option
-from .common import (EvalError, atomic_write, bpe_lines, check_dictionary, check_text_file, checkpoint_summary,
+from .common import (EvalError, bpe_lines, check_dictionary, check_text_file, checkpoint_summary,
                      count_unknowns, device_flags, fairseq_preprocess, fmt_cmd, last_line, read_lines,
                      unknown_summary)
 

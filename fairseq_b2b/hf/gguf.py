@@ -101,11 +101,15 @@ def _open(path: str):
                        "it is corrupt or truncated") from None
 
 
-def _dequantize(gguf, tensor, path: str) -> torch.Tensor:
+def _check_type(tensor, path: str) -> None:
     kind = tensor.tensor_type.name
     if kind not in SUPPORTED_TYPES:
         raise B2BError(f"GGUF file '{path}': tensor '{tensor.name}' is {kind}, a quantization this reader does not "
                        f"support (supported: {', '.join(SUPPORTED_TYPES)}); convert the model to one of them")
+
+
+def _dequantize(gguf, tensor, path: str) -> torch.Tensor:
+    _check_type(tensor, path)
     data = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
     shape = tuple(int(n) for n in reversed(list(tensor.shape)))  # GGUF: innermost dimension first
     return torch.from_numpy(data.astype("float32", copy=True).reshape(shape))
@@ -169,8 +173,7 @@ def read_gguf(path: str) -> GGUFModel:
     kinds = {}
     for t in reader.tensors:  # every type is checked before the first tensor is dequantized
         kinds[t.tensor_type.name] = kinds.get(t.tensor_type.name, 0) + 1
-        if t.tensor_type.name not in SUPPORTED_TYPES:
-            _dequantize(gguf, t, path)  # raises the one-line refusal
+        _check_type(t, path)
     files = tokenizer_files(fields, tokens, roles, config["max_position_embeddings"], path)  # refusals before the tensors
     weights = {}
     for name, t in by_name.items():

@@ -39,7 +39,7 @@ class UnsupportedOptimizer(RuntimeError):
 def _innermost(optimizer):
     """(the torch optimizer that updates the parameters, map id(model param) -> its tensor)."""
     from fairseq.optim.bmuf import FairseqBMUF
-    from fairseq.optim.fp16_optimizer import FP16Optimizer, MemoryEfficientFP16Optimizer
+    from fairseq.optim.fp16_optimizer import FP16Optimizer
 
     if isinstance(optimizer, FairseqBMUF):
         raise UnsupportedOptimizer("stage-1 sub-model training does not support --use-bmuf")
