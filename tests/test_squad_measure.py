@@ -1,9 +1,12 @@
 """The issue-18 measurement: a tiny grown BERT fine-tuned on the built-in QA set beats the
-first-name baseline's F1 clearly.  Marked slow (the `cpu` preset's BERT source and AKI runs, then
-4 epochs of fine-tuning: about 7 minutes on a 2-core CPU): the default suite leaves it out, CI runs
-it (``bash scripts/test.sh -m "slow or not slow"``); alone:
+first-name baseline's F1 clearly.  Slow (the `cpu` preset's BERT source and AKI runs, then 4
+epochs of fine-tuning: about 7 minutes on a 2-core CPU) and opt-in, CI included:
 
-    bash scripts/test.sh -m slow -s tests/test_squad_measure.py
+    B2B_SQUAD_MEASURE=1 bash scripts/test.sh -m slow -s tests/test_squad_measure.py
+
+Opt-in because its outcome is a threshold, not a grade: this fine-tune learned the task (F1 58.9),
+but with the same recipe 22 of cpu-full's 24 models stayed within 2 F1 of the baseline
+(docs/results.md), so another machine's floating-point path may land on the other side.
 
 Measured 2026-12-06 (fairseq_b2b/eval/squad.md): step 3 on the `cpu` preset's AKI model of the
 demo run (S(2,128) -> T(2,192), 32 positions) scored dev EM 57.3 / F1 58.9 against the
@@ -19,12 +22,15 @@ Steps:
    4 epochs, lr 1e-3, dropout 0 (the paper's 3e-5 x 4 epochs is for BERT-base).
 """
 import json
+import os
 
 import pytest
 
 from conftest import run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(os.environ.get("B2B_SQUAD_MEASURE") != "1",
+                                 reason="opt-in measurement: set B2B_SQUAD_MEASURE=1 (docs/testing.md)")]
 
 
 def test_tiny_grown_bert_beats_the_first_name_baseline(tmp_path):
