@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export OMP_NUM_THREADS=1
-# two worker processes (pytest-xdist), each test file in one of them (its module fixtures built
-# once); B2B_TEST_WORKERS=0 runs in this process.  Single-threaded tests: 2 workers use 2 cores.
-exec .venv/bin/python -m pytest -q -n "${B2B_TEST_WORKERS:-2}" --dist loadfile "$@"
+# three worker processes (pytest-xdist), each test file in one of them (its module fixtures built
+# once); B2B_TEST_WORKERS=0 runs in this process.  Single-threaded tests; on 2 cores a third worker
+# fills the time the others wait on their child processes (docs/testing.md).
+exec .venv/bin/python -m pytest -q -n "${B2B_TEST_WORKERS:-3}" --dist loadfile "$@"
