@@ -119,6 +119,8 @@ def parallel_map(fn: Callable, chunks: Iterable, workers: int, init: Callable, i
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+        pool.close()  # the workers end on their own: terminate() (the with-exit) can wait forever on a
+        pool.join()   # worker blocked on the task queue's lock that terminate holds (seen in the test suite)
 
 
 def chunked(items: Iterable, size: int = CHUNK_LINES) -> Iterator[list]:
