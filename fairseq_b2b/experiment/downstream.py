@@ -23,7 +23,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..outputs import die_with_parent
+from ..outputs import run_child
 from .presets import ExperimentError, Preset
 from ..report import _mean_sd
 from .training_run import _bin, say
@@ -81,8 +81,7 @@ def _call(root: str, argv: list, log: str, threads: int | None) -> None:
         env["OMP_NUM_THREADS"] = str(threads)
     os.makedirs(os.path.dirname(os.path.join(root, log)), exist_ok=True)
     with open(os.path.join(root, log), "w") as f:
-        rc = subprocess.run([_bin(argv[0]), *argv[1:]], cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT,
-                            preexec_fn=die_with_parent).returncode
+        rc = run_child([_bin(argv[0]), *argv[1:]], cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
     if rc != 0:
         with open(os.path.join(root, log)) as f:
             tail = f.read().strip().splitlines()[-1:] or ["(no output)"]
