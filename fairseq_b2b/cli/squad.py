@@ -338,7 +338,7 @@ def _cuda() -> bool:
 # ------------------------------------------------------------------------------ command line
 
 def build_parser() -> argparse.ArgumentParser:
-    p, sub = subcommand_parser(PROG, __doc__, ['builtin-set', 'prepare', 'fine-tune', 'evaluate'])
+    p, sub = subcommand_parser(PROG, __doc__, ["builtin-set", "prepare", "fine-tune", "evaluate"])
 
     def data_opts(sp):
         sp.add_argument("--train", required=True, help="SQuAD v1.1 training JSON")

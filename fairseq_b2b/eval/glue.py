@@ -50,7 +50,7 @@ from typing import Dict, Optional, Sequence
 
 from ..errors import one_line_errors
 from .common import EvalError, fmt_cmd
-from .finetune import add_run_options, add_vocabulary_options, subcommand_parser, bert_checkpoint, default_codes
+from .finetune import add_run_options, add_vocabulary_options, bert_checkpoint, default_codes, subcommand_parser
 from .glue_builtin import builtin_task
 from .glue_data import prepare_task, read_tsv, split_files  # noqa: F401  (read_tsv, split_files: tests)
 from .glue_metric import METRIC_NAMES
@@ -62,7 +62,7 @@ PROG = "b2b-glue"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p, sub = subcommand_parser(PROG, __doc__, ['prepare', 'sweep', 'table', 'builtin-task'])
+    p, sub = subcommand_parser(PROG, __doc__, ["prepare", "sweep", "table", "builtin-task"])
 
     def data_opts(sp):
         sp.add_argument("--glue-dir", required=True, help="folder with one sub-folder of TSVs per task")
